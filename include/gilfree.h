@@ -1,0 +1,439 @@
+/*
+ * gilfree.h -- public API of the gilfree engine.
+ *
+ * A C11 library for parallel programs made of processes on Linux: a shared-memory arena that
+ * dies with its last user, process-shared locks that survive the death of their holder, a
+ * multi-producer multi-consumer message ring, message frames, and process management.
+ * It does not depend on Python.
+ *
+ * Conventions
+ *   - Every function returns 0 (or a non-negative count) on success and a negative error code
+ *     from GF_ERRNO_MAP on failure. gf_strerror() describes a code.
+ *   - Blocking functions take an absolute deadline in CLOCK_MONOTONIC nanoseconds:
+ *     GF_FOREVER never times out, 0 (or any time in the past) never blocks.
+ *     They return GF_ETIMEDOUT when the deadline passes and GF_EINTR when a signal arrived while
+ *     they slept: handle the signal and call again with the same deadline.
+ *   - Shared objects live in a gf_arena and are named by their offset (gf_off) in it, so the
+ *     same name is valid in every process attached to the arena.
+ */
+#ifndef GILFREE_H
+#define GILFREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GF_VERSION_MAJOR 0
+#define GF_VERSION_MINOR 1
+#define GF_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define GF_EXTERN __attribute__((visibility("default")))
+#else
+#define GF_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Errors                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One table of every code the library returns: XX(name, errno value, message). */
+#define GF_ERRNO_MAP(XX)                                                                       \
+    XX(EINVAL, 22, "invalid argument")                                                         \
+    XX(ENOMEM, 12, "out of memory")                                                            \
+    XX(ENOSPC, 28, "shared-memory arena is full")                                              \
+    XX(ETIMEDOUT, 110, "timed out")                                                            \
+    XX(EAGAIN, 11, "resource temporarily unavailable")                                         \
+    XX(EINTR, 4, "interrupted by a signal")                                                    \
+    XX(EPIPE, 32, "closed")                                                                    \
+    XX(EOWNERDEAD, 130, "previous owner died while holding it")                                \
+    XX(EMSGSIZE, 90, "message too long")                                                       \
+    XX(EBADMSG, 74, "malformed message")                                                       \
+    XX(EPERM, 1, "operation not permitted: not the owner")                                     \
+    XX(EOVERFLOW, 75, "released too many times")                                               \
+    XX(ESRCH, 3, "no such process")                                                            \
+    XX(ECHILD, 10, "not a child of this process")                                              \
+    XX(EBUSY, 16, "busy")                                                                      \
+    XX(ECANCELED, 125, "cancelled")                                                            \
+    XX(ENOSYS, 38, "not supported by this kernel")                                             \
+    XX(EMFILE, 24, "too many open files")                                                      \
+    XX(EBADF, 9, "bad file descriptor")                                                        \
+    XX(EIO, 5, "input/output error")
+
+enum {
+#define GF__XX(name, val, msg) GF_##name = -(val),
+    GF_ERRNO_MAP(GF__XX)
+#undef GF__XX
+};
+
+/* The message for an error code ("unknown error" for codes outside the table). Never NULL. */
+GF_EXTERN const char *gf_strerror(int err);
+/* The symbolic name of an error code ("EINVAL"), or "UNKNOWN". Never NULL. */
+GF_EXTERN const char *gf_err_name(int err);
+/* Map a positive errno from a failed system call to a code from the table (EIO if unknown). */
+GF_EXTERN int gf_from_errno(int errnum);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Time                                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+#define GF_FOREVER INT64_MAX
+
+/* CLOCK_MONOTONIC now, in nanoseconds. */
+GF_EXTERN int64_t gf_now_ns(void);
+/* Deadline for a relative timeout: timeout_ns < 0 means GF_FOREVER; saturates instead of
+ * overflowing. */
+GF_EXTERN int64_t gf_deadline_after(int64_t timeout_ns);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Arena: one shared-memory region per process tree                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef uint64_t gf_off;          /* offset of a shared object inside the arena; 0 = none */
+typedef struct gf_arena gf_arena; /* a process's handle to an arena (not shared) */
+
+#define GF_ARENA_DEFAULT_RESERVE ((size_t)64 << 30) /* sparse: pages cost only when touched */
+#define GF_ARENA_MAX_PROCS 4096                     /* processes attached at one time */
+
+/* Create an arena backed by a memfd of `reserve` bytes (0 = GF_ARENA_DEFAULT_RESERVE) and attach
+ * this process to it. Result: 0 and *out set. Fails: GF_EINVAL (reserve too small),
+ * GF_ENOMEM, GF_EMFILE, GF_ENOSYS (no memfd). */
+GF_EXTERN int gf_arena_create(size_t reserve, gf_arena **out);
+
+/* Attach to the arena behind `fd` (inherited across fork/exec or received over a socket); takes
+ * a process slot. The fd is duplicated; the caller keeps its own. Fails: GF_EBADF, GF_EINVAL
+ * (not a gilfree arena or a different version), GF_ENOMEM, GF_EAGAIN (process table full). */
+GF_EXTERN int gf_arena_attach(int fd, gf_arena **out);
+
+/* Call in the child right after fork(): gives the child its own process slot (the parent's
+ * slot stays the parent's). Fails: GF_EAGAIN (process table full). */
+GF_EXTERN int gf_arena_after_fork_child(gf_arena *a);
+
+/* Detach: unmap, close the fd and give the process slot back. Objects stay alive for other
+ * processes; the memory is freed by the kernel when the last process detaches or exits. */
+GF_EXTERN void gf_arena_detach(gf_arena *a);
+
+/* The memfd, to pass to a process started with exec (it is O_CLOEXEC: clear it, or use
+ * posix_spawn file actions). */
+GF_EXTERN int gf_arena_fd(const gf_arena *a);
+/* Size of the mapping, in bytes. */
+GF_EXTERN size_t gf_arena_size(const gf_arena *a);
+/* Base address of this process's mapping (differs between processes; use offsets). */
+GF_EXTERN void *gf_arena_base(const gf_arena *a);
+/* This process's slot id (a small integer, unique among live attached processes). */
+GF_EXTERN uint32_t gf_arena_slot(const gf_arena *a);
+
+/* Translate between offsets and this process's pointers. No checks: validate offsets that came
+ * from another process with gf_arena_check_block() first. */
+static inline void *gf_ptr(const gf_arena *a, gf_off off) {
+    return off ? (char *)gf_arena_base(a) + off : (void *)0;
+}
+static inline gf_off gf_off_of(const gf_arena *a, const void *p) {
+    return p ? (gf_off)((const char *)p - (const char *)gf_arena_base(a)) : 0;
+}
+
+/* Allocate `size` bytes (64-byte aligned, uninitialised). Result: 0 and *out. Fails:
+ * GF_EINVAL (size 0), GF_ENOSPC (arena exhausted), GF_EINTR is never returned (the allocator
+ * lock is held only for a few instructions). */
+GF_EXTERN int gf_alloc(gf_arena *a, size_t size, gf_off *out);
+/* Free a block from gf_alloc. Fails: GF_EINVAL (not a live block: double free, bad offset). */
+GF_EXTERN int gf_free(gf_arena *a, gf_off off);
+/* Usable size of a live block (>= the size asked for), or 0 if `off` is not a live block. */
+GF_EXTERN size_t gf_block_size(const gf_arena *a, gf_off off);
+/* Validate that [off, off+len) lies inside one live block. For offsets received from another
+ * process. Fails: GF_EBADMSG. */
+GF_EXTERN int gf_arena_check_block(const gf_arena *a, gf_off off, size_t len);
+
+typedef struct gf_arena_stats {
+    uint64_t reserved;    /* bytes mapped */
+    uint64_t top;         /* bytes ever handed out by the bump pointer */
+    uint64_t in_use;      /* bytes in live blocks */
+    uint64_t live_blocks; /* number of live blocks */
+    uint32_t live_procs;  /* processes attached and alive */
+} gf_arena_stats;
+GF_EXTERN int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st);
+
+/* Reference-counted shared objects. Every shared structure below starts with gf_obj.
+ * gf_obj_new allocates `size` bytes with refs = 1 and the given type tag; gf_obj_decref frees
+ * the block when the count drops to zero, after calling the type's destructor (which frees any
+ * blocks the object owns). */
+typedef struct gf_obj {
+    uint32_t type;  /* GF_OBJ_* */
+    uint32_t refs;  /* accessed atomically */
+} gf_obj;
+
+enum {
+    GF_OBJ_RAW = 1,
+    GF_OBJ_MUTEX,
+    GF_OBJ_SEM,
+    GF_OBJ_EVENT,
+    GF_OBJ_COND,
+    GF_OBJ_BARRIER,
+    GF_OBJ_RING,
+    GF_OBJ_BUFFER,  /* Value/Array/SharedMemory storage */
+    GF_OBJ_DICT,
+    GF_OBJ_LIST,
+    GF_OBJ_POOL,
+    GF_OBJ__MAX
+};
+
+GF_EXTERN int gf_obj_new(gf_arena *a, uint32_t type, size_t size, gf_off *out);
+/* Add a reference. Fails: GF_EINVAL if `off` is not a live object. */
+GF_EXTERN int gf_obj_incref(gf_arena *a, gf_off off);
+/* Drop a reference; frees the object at zero. Result: the remaining count (0 = freed). */
+GF_EXTERN int gf_obj_decref(gf_arena *a, gf_off off);
+/* Check that `off` names a live object of `type` (for offsets received from another process).
+ * Fails: GF_EBADMSG. */
+GF_EXTERN int gf_obj_check(const gf_arena *a, gf_off off, uint32_t type);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Locks: process-shared, survive the death of their holder                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct gf_mutex {
+    uint32_t word;      /* 0 = free; else owner slot+generation | GF__MUTEX_WAITERS */
+    uint32_t owner_tid; /* recursive mode: owning thread */
+    uint32_t depth;     /* recursive mode: recursion depth */
+    uint32_t flags;     /* GF_MUTEX_RECURSIVE */
+} gf_mutex;
+
+#define GF_MUTEX_RECURSIVE 1u
+
+/* Initialise an unlocked mutex (in shared memory). Fails: GF_EINVAL (unknown flags). */
+GF_EXTERN int gf_mutex_init(gf_mutex *m, uint32_t flags);
+/* Acquire. Result: 0; GF_EOWNERDEAD = acquired, but the previous holder died holding it (the
+ * data it guards may be inconsistent). Fails: GF_ETIMEDOUT, GF_EINTR, GF_EAGAIN (recursive
+ * depth overflow). A plain mutex already held by the caller blocks like any other (the standard
+ * Lock semantics). */
+GF_EXTERN int gf_mutex_lock(gf_arena *a, gf_mutex *m, int64_t deadline);
+/* Release. A non-recursive mutex may be released by any process (multiprocessing.Lock
+ * semantics). Fails: GF_EOVERFLOW (not locked), GF_EPERM (recursive and not held by this
+ * thread). */
+GF_EXTERN int gf_mutex_unlock(gf_arena *a, gf_mutex *m);
+/* 1 if locked, 0 if not. */
+GF_EXTERN int gf_mutex_is_locked(const gf_mutex *m);
+/* 1 if held by the calling thread (recursive) / this process (plain), else 0. */
+GF_EXTERN int gf_mutex_is_mine(gf_arena *a, const gf_mutex *m);
+/* Recursive mutexes: release fully (for Condition.wait); *depth gets the depth to restore with
+ * gf_mutex_lock_depth. Fails as gf_mutex_unlock. */
+GF_EXTERN int gf_mutex_unlock_all(gf_arena *a, gf_mutex *m, uint32_t *depth);
+GF_EXTERN int gf_mutex_lock_depth(gf_arena *a, gf_mutex *m, uint32_t depth, int64_t deadline);
+
+/* Counting semaphore; maxvalue 0 = unbounded. */
+typedef struct gf_sem {
+    uint32_t value;
+    uint32_t waiters;
+    uint32_t maxvalue;
+    uint32_t pad;
+} gf_sem;
+GF_EXTERN int gf_sem_init(gf_sem *s, uint32_t value, uint32_t maxvalue);
+/* Decrement, waiting while zero. Fails: GF_ETIMEDOUT, GF_EINTR. */
+GF_EXTERN int gf_sem_wait(gf_sem *s, int64_t deadline);
+/* Increment and wake one waiter. Fails: GF_EOVERFLOW (bounded and already at maxvalue). */
+GF_EXTERN int gf_sem_post(gf_sem *s);
+GF_EXTERN uint32_t gf_sem_value(const gf_sem *s);
+
+typedef struct gf_event {
+    uint32_t state; /* 0 clear, 1 set */
+    uint32_t waiters;
+} gf_event;
+GF_EXTERN int gf_event_init(gf_event *e);
+GF_EXTERN void gf_event_set(gf_event *e);
+GF_EXTERN void gf_event_clear(gf_event *e);
+GF_EXTERN int gf_event_is_set(const gf_event *e);
+/* Wait until set. Result 0. Fails: GF_ETIMEDOUT, GF_EINTR. */
+GF_EXTERN int gf_event_wait(gf_event *e, int64_t deadline);
+
+typedef struct gf_cond {
+    uint32_t seq;
+    uint32_t waiters;
+} gf_cond;
+GF_EXTERN int gf_cond_init(gf_cond *c);
+/* Release `m` (fully, if recursive), wait for a notify, reacquire `m` at its old depth.
+ * Result 0; GF_EOWNERDEAD from reacquiring. Fails: GF_ETIMEDOUT and GF_EINTR (both with `m`
+ * held again), GF_EPERM (m not held by the caller). */
+GF_EXTERN int gf_cond_wait(gf_arena *a, gf_cond *c, gf_mutex *m, int64_t deadline);
+/* Wake up to n waiters (n = UINT32_MAX: all). */
+GF_EXTERN void gf_cond_notify(gf_cond *c, uint32_t n);
+
+typedef struct gf_barrier {
+    uint32_t parties;
+    uint32_t count;      /* arrived in this generation */
+    uint32_t generation; /* futex word */
+    uint32_t broken;
+} gf_barrier;
+GF_EXTERN int gf_barrier_init(gf_barrier *b, uint32_t parties);
+/* Wait for `parties` arrivals. Result: the arrival index 0..parties-1. Fails: GF_ETIMEDOUT
+ * (and the barrier is broken), GF_EINTR (the caller's arrival is withdrawn; call again),
+ * GF_EPIPE (broken or reset while waiting). */
+GF_EXTERN int gf_barrier_wait(gf_barrier *b, int64_t deadline);
+GF_EXTERN void gf_barrier_abort(gf_barrier *b);
+GF_EXTERN void gf_barrier_reset(gf_barrier *b);
+GF_EXTERN uint32_t gf_barrier_n_waiting(const gf_barrier *b);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ring: multi-producer multi-consumer queue of variable-length messages                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Create a ring object (gf_obj type GF_OBJ_RING, refs = 1).
+ *   capacity:  bytes for inline records (rounded up to a power of two, >= 4096).
+ *   maxitems:  0 = unbounded count (only bytes limit puts); else puts wait while this many
+ *              messages are queued (Queue(maxsize)).
+ *   flags:     GF_RING_EVENTFD: also signal an eventfd when the ring goes non-empty, so that
+ *              consumers can select()/poll() on gf_ring_fd().
+ * Messages larger than capacity/8 are copied once to an arena block; the record refers to it.
+ * Fails: GF_EINVAL, GF_ENOSPC, GF_EMFILE. */
+#define GF_RING_EVENTFD 1u
+GF_EXTERN int gf_ring_create(gf_arena *a, size_t capacity, uint64_t maxitems, uint32_t flags,
+                             gf_off *out);
+
+/* Put one message made of `iovcnt` pieces (gathered, copied once). Fails: GF_ETIMEDOUT (full
+ * until the deadline), GF_EINTR, GF_EPIPE (closed), GF_EMSGSIZE (larger than
+ * GF_RING_MAX_MESSAGE), GF_ENOSPC (no arena space for a large message). */
+#define GF_RING_MAX_MESSAGE ((size_t)1 << 40)
+GF_EXTERN int gf_ring_putv(gf_arena *a, gf_off ring, const struct iovec *iov, int iovcnt,
+                           int64_t deadline);
+GF_EXTERN int gf_ring_put(gf_arena *a, gf_off ring, const void *data, size_t len,
+                          int64_t deadline);
+
+/* Put an arena block the caller already filled (no copy): ownership passes to the consumer.
+ * `len` <= gf_block_size(block). Fails as gf_ring_putv. */
+GF_EXTERN int gf_ring_put_block(gf_arena *a, gf_off ring, gf_off block, size_t len,
+                                int64_t deadline);
+
+/* A message taken from a ring. */
+typedef struct gf_msg {
+    const void *data; /* the bytes: in the caller's buffer, or in `block` */
+    size_t len;
+    gf_off block;     /* != 0: data lives in this arena block, now owned by the caller; free it
+                         with gf_msg_release (or keep it, zero-copy, and gf_free it later) */
+} gf_msg;
+
+/* The largest message that gf_ring_get may copy into the caller's buffer (larger ones arrive
+ * as blocks): size the buffer with this. */
+GF_EXTERN size_t gf_ring_inline_max(gf_arena *a, gf_off ring);
+
+/* Take up to `max` messages (at least one; waits while empty). Inline messages are copied into
+ * buf (bufcap >= gf_ring_inline_max); msgs[i].data points into buf or into msgs[i].block.
+ * Result: the number of messages taken (>= 1). Fails: GF_ETIMEDOUT, GF_EINTR, GF_EPIPE (closed
+ * and empty), GF_EINVAL (bufcap too small), GF_EBADMSG (a corrupt record: the ring is
+ * unusable). */
+GF_EXTERN int gf_ring_get_many(gf_arena *a, gf_off ring, gf_msg *msgs, size_t max, void *buf,
+                               size_t bufcap, int64_t deadline);
+GF_EXTERN int gf_ring_get(gf_arena *a, gf_off ring, gf_msg *msg, void *buf, size_t bufcap,
+                          int64_t deadline);
+/* Free the block of a message taken from a ring, if it has one. */
+GF_EXTERN void gf_msg_release(gf_arena *a, gf_msg *msg);
+
+/* Put several messages at once (one lock round trip); waits for space as gf_ring_putv.
+ * Result: the number put (all of them, unless an error after some: then the count so far is
+ * returned if > 0). */
+GF_EXTERN int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
+                               int64_t deadline);
+
+/* Wait until the ring is non-empty (without taking anything). Result 0. Fails: GF_ETIMEDOUT,
+ * GF_EINTR, GF_EPIPE (closed and empty). */
+GF_EXTERN int gf_ring_wait_readable(gf_arena *a, gf_off ring, int64_t deadline);
+
+/* Close: further puts fail with GF_EPIPE, gets drain what is left then fail with GF_EPIPE;
+ * every waiter is woken. */
+GF_EXTERN void gf_ring_close(gf_arena *a, gf_off ring);
+GF_EXTERN int gf_ring_is_closed(gf_arena *a, gf_off ring);
+/* Messages queued now (a snapshot). */
+GF_EXTERN uint64_t gf_ring_count(gf_arena *a, gf_off ring);
+/* The eventfd (GF_RING_EVENTFD rings): readable while the ring is non-empty (level
+ * triggered), -1 otherwise. The fd belongs to the process that created the ring and its
+ * forked children. */
+GF_EXTERN int gf_ring_fd(gf_arena *a, gf_off ring);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Frames: the encoding of one object in a message                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+enum {
+    GF_FRAME_RAW = 0,    /* opaque bytes for C users */
+    GF_FRAME_BYTES = 1,  /* body: the bytes */
+    GF_FRAME_STR = 2,    /* body: UTF-8 */
+    GF_FRAME_INT = 3,    /* body: 8 bytes, little-endian two's complement */
+    GF_FRAME_FLOAT = 4,  /* body: 8 bytes, IEEE 754 binary64 little-endian */
+    GF_FRAME_PICKLE = 5, /* body: pickle protocol 5 stream; nbufs out-of-band buffers */
+    GF_FRAME_NONE = 6,   /* body empty */
+    GF_FRAME_BYTEARRAY = 7,
+    GF_FRAME_ERROR = 8,  /* body: pickled exception (pool results) */
+    GF_FRAME__MAX
+};
+
+#define GF_FRAME_MAGIC 0x4647u /* "GF" */
+
+typedef struct gf_frame_hdr {
+    uint16_t magic;
+    uint8_t kind;
+    uint8_t flags;
+    uint32_t nbufs;    /* out-of-band buffers following the body */
+    uint64_t body_len;
+} gf_frame_hdr;        /* 16 bytes, then body, then nbufs x gf_frame_buf */
+
+typedef struct gf_frame_buf {
+    gf_off block;      /* arena block holding the buffer */
+    uint64_t len;
+} gf_frame_buf;
+
+#define GF_FRAME_MAX_BUFS 65536u
+
+typedef struct gf_frame {
+    int kind;
+    int flags;
+    const void *body;
+    size_t body_len;
+    uint32_t nbufs;
+    const gf_frame_buf *bufs; /* points into the message: copy before using if unaligned */
+} gf_frame;
+
+/* Parse and validate a frame received from another process. `a` may be NULL (then frames with
+ * buffers are rejected). Checks the magic, the kind, every length against `len`, and every
+ * buffer against the arena (gf_arena_check_block). Result 0 and *out. Fails: GF_EBADMSG. */
+GF_EXTERN int gf_frame_parse(const gf_arena *a, const void *msg, size_t len, gf_frame *out);
+/* Write a frame header into hdr. Result 0. Fails: GF_EINVAL (kind, nbufs). */
+GF_EXTERN int gf_frame_header(gf_frame_hdr *hdr, int kind, size_t body_len, uint32_t nbufs);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Processes                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct gf_proc {
+    pid_t pid;
+    int pidfd;     /* -1 after close */
+    int status;    /* wait status once reaped */
+    int reaped;    /* 1 once reaped */
+} gf_proc;
+
+#define GF_PROC_DIE_WITH_PARENT 1u /* PR_SET_PDEATHSIG SIGKILL in the child */
+
+/* fork(). In the parent: result 0, *p filled (pid, pidfd). In the child: result 1, *p zeroed,
+ * PDEATHSIG set if asked (and the child exits at once if the parent is already gone).
+ * Fails: GF_EAGAIN, GF_ENOMEM, GF_ENOSYS (no pidfd support). The caller is responsible for
+ * gf_arena_after_fork_child() in the child. */
+GF_EXTERN int gf_proc_fork(gf_proc *p, uint32_t flags);
+/* Adopt an existing child by pid (opens a pidfd). Fails: GF_ESRCH, GF_ENOSYS. */
+GF_EXTERN int gf_proc_adopt(gf_proc *p, pid_t pid);
+/* Wait for the child to exit and reap it. Result 0 (p->status, p->reaped set). Fails:
+ * GF_ETIMEDOUT, GF_EINTR, GF_ECHILD. Calling again after reaping returns 0 at once. */
+GF_EXTERN int gf_proc_wait(gf_proc *p, int64_t deadline);
+/* Send a signal (race-free through the pidfd). Result 0 (also if it has exited but is not yet
+ * reaped). Fails: GF_ESRCH (already reaped), GF_EINVAL. */
+GF_EXTERN int gf_proc_signal(gf_proc *p, int sig);
+/* Python-style exit code once reaped: the exit status, or -signal. Fails: GF_EAGAIN (not yet
+ * reaped). */
+GF_EXTERN int gf_proc_exitcode(const gf_proc *p, int *code);
+/* Close the pidfd (does not kill or reap). */
+GF_EXTERN void gf_proc_close(gf_proc *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GILFREE_H */

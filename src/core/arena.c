@@ -1,0 +1,1 @@
+/* arena.c -- under construction (see DESIGN.md). */

@@ -1,0 +1,1 @@
+/* frame.c -- under construction (see DESIGN.md). */

@@ -1,0 +1,1 @@
+/* lock.c -- under construction (see DESIGN.md). */

@@ -1,0 +1,1 @@
+/* proc.c -- under construction (see DESIGN.md). */

@@ -1,0 +1,1 @@
+/* ring.c -- under construction (see DESIGN.md). */

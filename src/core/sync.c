@@ -1,0 +1,1 @@
+/* sync.c -- under construction (see DESIGN.md). */

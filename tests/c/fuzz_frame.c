@@ -1,0 +1,2 @@
+#include "gilfree.h"
+int main(void) { return 0; }

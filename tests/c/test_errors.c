@@ -1,0 +1,4 @@
+#include "gilfree.h"
+#include "test.h"
+
+TEST_MAIN()
