@@ -63,7 +63,8 @@ extern "C" {
     XX(ENOSYS, 38, "not supported by this kernel")                                             \
     XX(EMFILE, 24, "too many open files")                                                      \
     XX(EBADF, 9, "bad file descriptor")                                                        \
-    XX(EIO, 5, "input/output error")
+    XX(EIO, 5, "input/output error")                                                           \
+    XX(ENOENT, 2, "not found (no such key or index)")
 
 enum {
 #define GF__XX(name, val, msg) GF_##name = -(val),
@@ -239,7 +240,7 @@ GF_EXTERN int gf_sem_post(gf_sem *s);
 GF_EXTERN uint32_t gf_sem_value(const gf_sem *s);
 
 typedef struct gf_event {
-    uint32_t state; /* 0 clear, 1 set */
+    uint32_t state; /* bit 0: set; bits 1-31: number of set() calls (so waiters see a set) */
     uint32_t waiters;
 } gf_event;
 GF_EXTERN int gf_event_init(gf_event *e);
@@ -263,9 +264,9 @@ GF_EXTERN void gf_cond_notify(gf_cond *c, uint32_t n);
 
 typedef struct gf_barrier {
     uint32_t parties;
-    uint32_t count;      /* arrived in this generation */
-    uint32_t generation; /* futex word */
-    uint32_t broken;
+    uint32_t state;  /* futex word: arrivals (bits 0-15) | generation (16-29) | resetting (30) |
+                        broken (31); parties <= 65535 */
+    uint32_t pad[2];
 } gf_barrier;
 GF_EXTERN int gf_barrier_init(gf_barrier *b, uint32_t parties);
 /* Wait for `parties` arrivals. Result: the arrival index 0..parties-1. Fails: GF_ETIMEDOUT
@@ -432,6 +433,321 @@ GF_EXTERN int gf_proc_signal(gf_proc *p, int sig);
 GF_EXTERN int gf_proc_exitcode(const gf_proc *p, int *code);
 /* Close the pidfd (does not kill or reap). */
 GF_EXTERN void gf_proc_close(gf_proc *p);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Shared dict and list                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Keys and values are opaque byte strings (the Python layer encodes keys canonically, so equal
+ * keys have equal bytes, and pickles values). Every mutation commits with one release store, so
+ * a process killed at any point leaves the structure consistent: at most its own operation is
+ * lost and at most a few blocks leak. Operations never run caller code while holding a shared
+ * lock (except gf_dict_get_cb, by request): values are copied out.
+ *
+ * Missing key / index out of range / value not in list: GF_ENOENT. No arena space: GF_ENOSPC.
+ * GF_EINTR: a signal arrived while waiting for a `with d.lock:` holder; nothing was done, call
+ * again. */
+
+/* A value copied out of a shared container: into the caller's buffer when it fits (heap NULL),
+ * else into a malloc'd block (heap == data) that gf_buf_release() frees. */
+typedef struct gf_buf {
+    void *data;
+    size_t len;
+    void *heap;
+} gf_buf;
+GF_EXTERN void gf_buf_release(gf_buf *b);
+
+/* A private (malloc'd) copy of many items: records {u64 klen, u64 vlen, key, value, pad to 8}.
+ * Walk it with gf_snap_next; free it with gf_snap_free. */
+typedef struct gf_snap {
+    void *buf;
+    size_t len;   /* bytes used in buf */
+    size_t count; /* records */
+} gf_snap;
+typedef struct gf_snap_item {
+    const void *key; /* NULL when keys were not asked for (and for list items) */
+    size_t klen;
+    const void *val; /* NULL when values were not asked for */
+    size_t vlen;
+} gf_snap_item;
+/* Next record at *pos (start with *pos = 0). Result: 1 and *it filled, 0 at the end. */
+GF_EXTERN int gf_snap_next(const gf_snap *s, size_t *pos, gf_snap_item *it);
+GF_EXTERN void gf_snap_free(gf_snap *s);
+
+#define GF_SNAP_KEYS 1u
+#define GF_SNAP_VALUES 2u
+
+/* -- dict: chained hash table, 64 lock stripes, resize by one pointer swap ------------------ */
+#define GF_DICT_STRIPES 64
+
+/* Create an empty dict (gf_obj GF_OBJ_DICT, refs = 1) sized for `capacity` entries.
+ * Fails: GF_ENOSPC. */
+GF_EXTERN int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out);
+/* d[key] = val. Result: 0 inserted, 1 replaced. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL (not a
+ * dict). */
+GF_EXTERN int gf_dict_set(gf_arena *a, gf_off d, const void *key, size_t klen, const void *val,
+                          size_t vlen);
+/* Copy d[key] out (into buf if it fits in cap, else malloc'd; see gf_buf). Result: 0.
+ * Fails: GF_ENOENT, GF_ENOMEM, GF_EINTR. */
+GF_EXTERN int gf_dict_get(gf_arena *a, gf_off d, const void *key, size_t klen, void *buf,
+                          size_t cap, gf_buf *out);
+/* Call cb(ctx, value, vlen) while the key's stripe lock is held (cb must be short and must not
+ * touch this dict). Result: cb's result. Fails: GF_ENOENT, GF_EINTR. */
+GF_EXTERN int gf_dict_get_cb(gf_arena *a, gf_off d, const void *key, size_t klen,
+                             int (*cb)(void *ctx, const void *val, size_t vlen), void *ctx);
+/* Result: 1 if key is present, 0 if not. Fails: GF_EINTR. */
+GF_EXTERN int gf_dict_contains(gf_arena *a, gf_off d, const void *key, size_t klen);
+/* del d[key]. Result 0. Fails: GF_ENOENT, GF_EINTR. */
+GF_EXTERN int gf_dict_delete(gf_arena *a, gf_off d, const void *key, size_t klen);
+/* Remove d[key] and copy its value out (as gf_dict_get). Result 0. Fails: GF_ENOENT,
+ * GF_ENOMEM (nothing removed), GF_EINTR. */
+GF_EXTERN int gf_dict_pop(gf_arena *a, gf_off d, const void *key, size_t klen, void *buf,
+                          size_t cap, gf_buf *out);
+/* Remove some entry and copy its key and value out. Result 0. Fails: GF_ENOENT (empty),
+ * GF_ENOMEM, GF_EINTR. */
+GF_EXTERN int gf_dict_popitem(gf_arena *a, gf_off d, gf_buf *key, gf_buf *val);
+/* Atomically: if key is absent insert (key, val). Either way copy the stored value out into
+ * *out (if out != NULL; as gf_dict_get). Result: 1 inserted, 0 was present. Fails: GF_ENOSPC,
+ * GF_ENOMEM, GF_EINTR. */
+GF_EXTERN int gf_dict_setdefault(gf_arena *a, gf_off d, const void *key, size_t klen,
+                                 const void *val, size_t vlen, void *buf, size_t cap,
+                                 gf_buf *out);
+/* Atomic compare-and-set. `expected` NULL: the key must be absent; else its value must equal
+ * expected[0..elen). If so, store `newv` (newv NULL: delete the key). Result: 1 done, 0 the
+ * current value differs (nothing changed). Fails: GF_ENOSPC, GF_EINTR. */
+GF_EXTERN int gf_dict_cas(gf_arena *a, gf_off d, const void *key, size_t klen,
+                          const void *expected, size_t elen, const void *newv, size_t nlen);
+/* Number of entries (>= 0). Fails: GF_EINTR. */
+GF_EXTERN int64_t gf_dict_len(gf_arena *a, gf_off d);
+/* Remove everything. Result 0. Fails: GF_ENOSPC (no room for the new empty table), GF_EINTR. */
+GF_EXTERN int gf_dict_clear(gf_arena *a, gf_off d);
+/* Consistent copy of all keys and/or values (what: GF_SNAP_KEYS | GF_SNAP_VALUES), in table
+ * order. Result 0. Fails: GF_ENOMEM, GF_EINTR. */
+GF_EXTERN int gf_dict_snapshot(gf_arena *a, gf_off d, unsigned what, gf_snap *out);
+/* `with d.lock:` -- recursive; while one thread holds it, other threads' and processes' dict
+ * operations wait. Result: 0; GF_EOWNERDEAD = acquired, the previous holder died (the dict is
+ * consistent anyway). Fails: GF_ETIMEDOUT, GF_EINTR, GF_EAGAIN. */
+GF_EXTERN int gf_dict_lock(gf_arena *a, gf_off d, int64_t deadline);
+/* Fails: GF_EPERM (not held by this thread). */
+GF_EXTERN int gf_dict_unlock(gf_arena *a, gf_off d);
+/* Walk the whole dict and check it (blocks live, hashes in their buckets, no cycles, counts).
+ * Result: the number of entries. Fails: GF_EBADMSG (corrupt), GF_EINVAL. For tests. */
+GF_EXTERN int64_t gf_dict_check(gf_arena *a, gf_off d);
+
+/* -- list: a vector of offsets to item blocks, one recursive lock ------------------------- */
+/* Indices follow Python: negative counts from the end; slices are clamped. */
+
+/* Create an empty list (gf_obj GF_OBJ_LIST, refs = 1). Fails: GF_ENOSPC. */
+GF_EXTERN int gf_list_create(gf_arena *a, size_t capacity, gf_off *out);
+/* Number of items (>= 0). */
+GF_EXTERN int64_t gf_list_len(gf_arena *a, gf_off l);
+/* Result 0. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL (not a list). */
+GF_EXTERN int gf_list_append(gf_arena *a, gf_off l, const void *val, size_t vlen);
+GF_EXTERN int gf_list_extend(gf_arena *a, gf_off l, const struct iovec *items, size_t n);
+/* list.insert(i, val) (i clamped like Python). Result 0. Fails: GF_ENOSPC, GF_EINTR. */
+GF_EXTERN int gf_list_insert(gf_arena *a, gf_off l, int64_t i, const void *val, size_t vlen);
+/* Copy item i out (as gf_dict_get). Fails: GF_ENOENT (out of range), GF_ENOMEM, GF_EINTR. */
+GF_EXTERN int gf_list_get(gf_arena *a, gf_off l, int64_t i, void *buf, size_t cap,
+                          gf_buf *out);
+/* l[i] = val. Fails: GF_ENOENT, GF_ENOSPC, GF_EINTR. */
+GF_EXTERN int gf_list_set(gf_arena *a, gf_off l, int64_t i, const void *val, size_t vlen);
+/* del l[i]. Fails: GF_ENOENT, GF_EINTR, GF_ENOSPC (middle deletes copy the index array). */
+GF_EXTERN int gf_list_delete(gf_arena *a, gf_off l, int64_t i);
+/* l.pop(i): remove item i and copy it out. Fails: GF_ENOENT, GF_ENOMEM, GF_ENOSPC, GF_EINTR. */
+GF_EXTERN int gf_list_pop(gf_arena *a, gf_off l, int64_t i, void *buf, size_t cap,
+                          gf_buf *out);
+/* l[start:stop] = items (step 1; start/stop clamped like Python; n = 0 deletes the slice).
+ * Result 0. Fails: GF_ENOSPC, GF_EINTR. */
+GF_EXTERN int gf_list_splice(gf_arena *a, gf_off l, int64_t start, int64_t stop,
+                             const struct iovec *items, size_t n);
+/* Copy l[start:stop] (clamped; GF_LIST_END = to the end) into *out. Fails: GF_ENOMEM,
+ * GF_EINTR. */
+#define GF_LIST_END INT64_MAX
+GF_EXTERN int gf_list_slice(gf_arena *a, gf_off l, int64_t start, int64_t stop, gf_snap *out);
+/* Remove everything. Fails: GF_ENOSPC, GF_EINTR. */
+GF_EXTERN int gf_list_clear(gf_arena *a, gf_off l);
+/* First index in [start, stop) whose bytes equal val. Fails: GF_ENOENT, GF_EINTR. */
+GF_EXTERN int64_t gf_list_index(gf_arena *a, gf_off l, const void *val, size_t vlen,
+                                int64_t start, int64_t stop);
+/* Number of items whose bytes equal val. Fails: GF_EINTR. */
+GF_EXTERN int64_t gf_list_count(gf_arena *a, gf_off l, const void *val, size_t vlen);
+/* `with l.lock:` -- the list's own recursive lock (other threads and processes wait).
+ * Result: 0 or GF_EOWNERDEAD (acquired; the list is consistent). Fails: GF_ETIMEDOUT,
+ * GF_EINTR, GF_EAGAIN. */
+GF_EXTERN int gf_list_lock(gf_arena *a, gf_off l, int64_t deadline);
+GF_EXTERN int gf_list_unlock(gf_arena *a, gf_off l);
+/* Check the list (blocks live, no item twice). Result: its length. Fails: GF_EBADMSG. */
+GF_EXTERN int64_t gf_list_check(gf_arena *a, gf_off l);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pool: a supervised pool of worker processes (src/core/pool.c)                               */
+/* ------------------------------------------------------------------------------------------ */
+/*
+ * The parent dispatches each task to one worker's own mailbox (a ring); workers publish
+ * results, tagged with the task id and a status, into one shared result ring. Each queued task
+ * has a claim word in shared memory that the worker flips to "started" just before running it
+ * (or the parent flips to "cancelled"), so when a worker dies the parent knows exactly which
+ * task it was running (reported GF_TASK_LOST, or retried) and which were still queued behind it
+ * (dispatched again to other workers: never lost, never run twice).
+ *
+ * Supervision (dead workers, per-task timeouts, replacements, maxtasksperchild) runs inside
+ * gf_pool_submit, gf_pool_next_results, gf_pool_cancel and gf_pool_join -- there is no thread.
+ * A thread blocked in gf_pool_next_results wakes at least every `supervise_ns` to do it.
+ *
+ * Threads: every gf_pool_* function may be called from any thread; gf_pool_next_results from
+ * one thread at a time. No gf_pool_* function holds the pool's lock while calling `spawn`.
+ */
+typedef struct gf_pool gf_pool;
+
+enum {
+    GF_TASK_OK = 0,        /* payload: the handler's result */
+    GF_TASK_ERROR = 1,     /* payload: the error (the handler's bytes; a pickled exception) */
+    GF_TASK_LOST = 2,      /* its worker died while running it (no payload) */
+    GF_TASK_TIMEOUT = 3,   /* ran past its timeout: its worker was killed (no payload) */
+    GF_TASK_CANCELLED = 4, /* gf_pool_cancel, or gf_pool_terminate (no payload) */
+};
+
+/* Start worker `index` of `pool`: create the process and fill *out (pid, pidfd) in the parent.
+ * The new process must call gf_worker_attach(arena, gf_pool_shared(pool), index, ...) and
+ * serve tasks (gf_worker_next / gf_worker_result) until gf_worker_next fails with GF_EPIPE,
+ * then exit. Result 0. Any negative code is a failure (retried later by the pool). */
+typedef int (*gf_pool_spawn_fn)(void *ctx, gf_pool *pool, uint32_t index, struct gf_proc *out);
+
+/* What a C handler fills in. `data`/`len` are the result (or the error, when the handler
+ * returns non-zero). The handler may write up to `cap` bytes into `buf` (then data = buf), or
+ * point `data` at its own memory that stays valid until the handler is called again. */
+typedef struct gf_pool_out {
+    const void *data;
+    size_t len;
+    void *buf;
+    size_t cap;
+} gf_pool_out;
+
+/* A C task handler, run in a worker process: 0 = GF_TASK_OK, non-zero = GF_TASK_ERROR. */
+typedef int (*gf_pool_handler)(void *ctx, const void *in, size_t inlen, gf_pool_out *out);
+
+typedef struct gf_pool_options {
+    uint32_t nworkers;          /* live workers kept (0 = number of online CPUs) */
+    uint32_t max_workers;       /* upper bound for gf_pool_resize (0 = nworkers) */
+    uint32_t mailbox_tasks;     /* tasks queued per worker beyond the running one (0 = 64) */
+    size_t mailbox_bytes;       /* ring capacity per worker (0 = 256 KiB) */
+    size_t result_bytes;        /* result ring capacity (0 = 1 MiB) */
+    uint64_t maxtasksperchild;  /* a worker exits after this many tasks (0 = never) */
+    int64_t supervise_ns;       /* longest sleep between supervision passes (0 = 10 ms) */
+    gf_pool_spawn_fn spawn;     /* NULL = fork (GF_PROC_DIE_WITH_PARENT) and run `handler` */
+    void *spawn_ctx;
+    gf_pool_handler handler;    /* for the default spawn */
+    void *handler_ctx;
+    size_t handler_out_cap;     /* size of gf_pool_out.buf (0 = 64 KiB) */
+} gf_pool_options;
+
+/* Create a pool in arena `a` and start its workers. Result 0 and *out. Fails: GF_EINVAL (no
+ * handler nor spawn, sizes), GF_ENOMEM, GF_ENOSPC, and the spawn's errors (GF_EAGAIN, ...). */
+GF_EXTERN int gf_pool_create(gf_arena *a, const gf_pool_options *opt, gf_pool **out);
+
+/* Queue a task: `iovcnt` pieces gathered into one payload (copied). It goes to the worker with
+ * the fewest outstanding tasks; while every mailbox is full this waits (backpressure) -- keep
+ * taking results meanwhile (another thread, or deadline 0 and gf_pool_next_results).
+ *   *id:        in: the caller's task id, or 0 to get one from the pool (1, 2, ...); out: the
+ *               id. Ids of outstanding tasks must be unique (not checked).
+ *   timeout_ns: run time limit (0 = none): the worker is killed, the task is GF_TASK_TIMEOUT.
+ *   retries:    times the task is run again when its worker dies under it.
+ * Result 0. Fails: GF_ETIMEDOUT (full until the deadline), GF_EINTR, GF_EPIPE (closed),
+ * GF_ENOMEM, GF_EMSGSIZE (larger than the mailbox ring's capacity allows), GF_EINVAL. */
+GF_EXTERN int gf_pool_submit(gf_pool *p, const struct iovec *iov, int iovcnt, int64_t timeout_ns,
+                             uint32_t retries, uint64_t *id, int64_t deadline);
+
+/* One result. `data`/`len` stay valid until the next gf_pool_next_results call (or
+ * gf_pool_destroy): copy what you keep. */
+typedef struct gf_pool_result {
+    uint64_t id;
+    int status;         /* GF_TASK_* */
+    int worker;         /* index of the worker that ran it, -1 if none */
+    const void *data;
+    size_t len;
+} gf_pool_result;
+
+/* Take up to `max` results (at least one; waits while none), supervising while it waits.
+ * Every submitted task yields exactly one result. Result: the count. Fails: GF_ETIMEDOUT,
+ * GF_EINTR, GF_EPIPE (the pool is closed or terminated and every result was taken). */
+GF_EXTERN int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max,
+                                   int64_t deadline);
+
+/* Cancel a task. Result 0: it was still queued; it will not run and yields GF_TASK_CANCELLED.
+ * Result 1: it is running; its worker is killed (and replaced) and it yields
+ * GF_TASK_CANCELLED -- unless it finished first, then its own result. Fails: GF_ESRCH (no such
+ * outstanding task: finished or unknown). */
+GF_EXTERN int gf_pool_cancel(gf_pool *p, uint64_t id);
+
+/* Change the number of live workers (<= max_workers). Extra workers finish their queued tasks
+ * and exit. Result 0. Fails: GF_EINVAL, GF_EPIPE (closed). */
+GF_EXTERN int gf_pool_resize(gf_pool *p, uint32_t nworkers);
+
+/* No more submits; workers exit once every queued task has run. Idempotent. */
+GF_EXTERN void gf_pool_close(gf_pool *p);
+/* Kill every worker now; unfinished tasks yield GF_TASK_CANCELLED. Implies close. */
+GF_EXTERN void gf_pool_terminate(gf_pool *p);
+/* After close or terminate: wait for every worker to exit and reap it. Results not yet taken
+ * stay available to gf_pool_next_results. Result 0. Fails: GF_EINVAL (not closed),
+ * GF_ETIMEDOUT, GF_EINTR. */
+GF_EXTERN int gf_pool_join(gf_pool *p, int64_t deadline);
+/* Kill and reap what is left, free everything. */
+GF_EXTERN void gf_pool_destroy(gf_pool *p);
+
+typedef struct gf_pool_stats {
+    uint32_t live_workers;   /* running worker processes (not counting retiring ones) */
+    uint64_t outstanding;    /* submitted, result not yet produced */
+    uint64_t spawned;        /* worker processes started, ever */
+    uint64_t deaths;         /* workers that died unexpectedly (crash, kill, timeout, cancel) */
+} gf_pool_stats;
+GF_EXTERN void gf_pool_stats_get(gf_pool *p, gf_pool_stats *st);
+/* Process id of worker `index`, 0 if none. */
+GF_EXTERN pid_t gf_pool_worker_pid(gf_pool *p, uint32_t index);
+/* The shared pool object (pass it to gf_worker_attach in a custom spawn) and its arena. */
+GF_EXTERN gf_off gf_pool_shared(const gf_pool *p);
+GF_EXTERN gf_arena *gf_pool_arena(const gf_pool *p);
+
+/* C convenience: run the pool's handler over n inputs (ids 1..n), filling every item.
+ * items[i].out is malloc'd (free() it), NULL when empty or the status carries no payload.
+ * Result 0 (each item has its status). Fails: GF_ETIMEDOUT, GF_EINTR (items already done keep
+ * their results, call again to finish: items with status < 0 are still to do), GF_ENOMEM. */
+typedef struct gf_pool_item {
+    const void *in;
+    size_t inlen;
+    int status;     /* GF_TASK_*; -1 = not done yet (set by the caller before the first call) */
+    void *out;
+    size_t outlen;
+} gf_pool_item;
+GF_EXTERN int gf_pool_map(gf_pool *p, gf_pool_item *items, size_t n, int64_t timeout_ns,
+                          int64_t deadline);
+
+/* Worker side (in the worker process). */
+typedef struct gf_worker gf_worker;
+typedef struct gf_task {
+    uint64_t id;
+    const void *data;   /* valid until the next gf_worker_next */
+    size_t len;
+    int64_t deadline;   /* when the parent kills this task (GF_FOREVER: no timeout) */
+    uint64_t _token;    /* private */
+    uint64_t _seq;      /* private */
+} gf_task;
+
+/* Attach the calling process as worker `index` of the pool `pool` (from gf_pool_shared). The
+ * process must be attached to the arena (gf_arena_after_fork_child after fork). Result 0.
+ * Fails: GF_EBADMSG (not a pool), GF_EINVAL (index), GF_ENOMEM. */
+GF_EXTERN int gf_worker_attach(gf_arena *a, gf_off pool, uint32_t index, gf_worker **out);
+/* Take the next task and mark it started. Waits while the mailbox is empty (spins first).
+ * Result 0 and *t. Fails: GF_EPIPE (the pool closed this mailbox, maxtasksperchild reached,
+ * or the parent died: exit), GF_ETIMEDOUT, GF_EINTR. */
+GF_EXTERN int gf_worker_next(gf_worker *w, gf_task *t, int64_t deadline);
+/* Publish the result of t: status GF_TASK_OK or GF_TASK_ERROR, payload gathered from iov.
+ * Waits while the result ring is full. Result 0. Fails: GF_EPIPE (pool gone: exit),
+ * GF_EINTR (call again), GF_EMSGSIZE, GF_ENOSPC, GF_EINVAL. */
+GF_EXTERN int gf_worker_result(gf_worker *w, const gf_task *t, int status,
+                               const struct iovec *iov, int iovcnt);
+/* Serve tasks with a C handler until GF_EPIPE. Result 0 (clean end) or a failure. */
+GF_EXTERN int gf_worker_run(gf_worker *w, gf_pool_handler fn, void *ctx, size_t out_cap);
+GF_EXTERN void gf_worker_detach(gf_worker *w);
 
 #ifdef __cplusplus
 }

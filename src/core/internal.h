@@ -65,4 +65,33 @@ int gf__ident_alive(gf_arena *a, uint32_t ident);
 /* The calling thread's kernel tid (cached per thread, reset after fork). */
 uint32_t gf__tid(void);
 
+/* --- arena.c (h1-arena) --- */
+/* Per-type destructors, called by gf_obj_decref when a count drops to 0, before the object's
+ * block is freed: free the blocks the object owns (not the object itself). Weak: a type whose
+ * module is not linked in (or not written yet) is simply freed. NB with the static library a
+ * weak reference does not pull the module in: any program that creates such objects links it
+ * anyway. */
+void gf__ring_destroy(gf_arena *a, gf_off off) __attribute__((weak));
+void gf__dict_destroy(gf_arena *a, gf_off off) __attribute__((weak));
+void gf__list_destroy(gf_arena *a, gf_off off) __attribute__((weak));
+void gf__pool_destroy(gf_arena *a, gf_off off) __attribute__((weak));
+/* Consistency walk of the allocator (tests): every block header between the start and the
+ * bump pointer is valid, free lists hold FREE blocks of their class, no cycles. Result: the
+ * number of live blocks. Fails: GF_EBADMSG. */
+int gf__arena_verify(gf_arena *a);
+
+/* --- lock.c / sync.c (h2-lock) --- */
+/* gf_mutex.word: bit 31 = somebody may sleep on the word (unlock must wake one); bits 0-30 =
+ * the holder's gf__self_ident (never 0), or 0 when free. */
+#define GF__MUTEX_WAITERS 0x80000000u
+
+/* --- dict.c / list.c (h8-dict) --- */
+/* Copy n bytes out into buf if they fit in cap, else into a malloc'd block (out->heap). out NULL:
+ * nothing. Result 0. Fails: GF_ENOMEM. */
+int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out);
+/* Append a {klen, vlen, key, value} record to a snapshot growing in *cap bytes. Result 0.
+ * Fails: GF_ENOMEM. */
+int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void *v,
+                 uint64_t vl);
+
 #endif /* GF_INTERNAL_H */

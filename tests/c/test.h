@@ -63,6 +63,13 @@ static int gf_ntests;
         if (_r < 0) FAIL("%s failed: %d (%s)", #call, _r, gf_strerror(_r));        \
     } while (0)
 
+/* The sanitizer/valgrind runs (scripts/ctests.sh) set these: tests that fork workers and
+ * rely on them (TSan does not follow fork()ed children; valgrind is slow) return early. */
+#define SKIP_UNDER_TSAN()                                                          \
+    do { if (getenv("GF_TEST_TSAN")) { printf("  (skipped under tsan)\n"); return; } } while (0)
+#define SKIP_UNDER_VALGRIND()                                                      \
+    do { if (getenv("GF_TEST_VALGRIND")) { printf("  (skipped under valgrind)\n"); return; } } while (0)
+
 static inline double gf_test_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

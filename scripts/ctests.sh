@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Build and run the C tests in one configuration:  scripts/ctests.sh asan|tsan|valgrind|plain
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mode="${1:-plain}"
+bdir="$ROOT/build/ctest-$mode"
+MESON="${MESON:-meson}"
+command -v "$MESON" >/dev/null 2>&1 || MESON="$ROOT/.venv/bin/meson"
+opts=(-Dpython=false -Dtests=true)
+case "$mode" in
+  asan) opts+=(-Db_sanitize=address,undefined -Dbuildtype=debug -Db_lundef=false) ;;
+  tsan) opts+=(-Db_sanitize=thread -Dbuildtype=debug -Db_lundef=false) ;;
+  valgrind|plain) opts+=(-Dbuildtype=debugoptimized) ;;
+  *) echo "unknown mode $mode" >&2; exit 2 ;;
+esac
+if [ ! -f "$bdir/build.ninja" ]; then
+  "$MESON" setup "$bdir" "${opts[@]}" >/dev/null
+fi
+ninja -C "$bdir" >/dev/null
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+case "$mode" in
+  asan|plain)
+    "$MESON" test -C "$bdir" --print-errorlogs --num-processes 2 ;;
+  tsan)
+    # Threaded tests only: TSan does not follow fork()ed children reliably.
+    export GF_TEST_TSAN=1
+    for t in test_lock test_sync test_ring; do
+      [ -x "$bdir/tests/c/$t" ] && "$bdir/tests/c/$t"
+    done ;;
+  valgrind)
+    for t in test_arena test_ring test_frame; do
+      [ -x "$bdir/tests/c/$t" ] || continue
+      GF_TEST_VALGRIND=1 valgrind -q --error-exitcode=3 --trace-children=yes \
+        --child-silent-after-fork=no "$bdir/tests/c/$t"
+    done ;;
+esac

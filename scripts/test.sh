@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: C core tests under ASan+UBSan, the lock/ring tests under TSan, valgrind
+# on the arena and ring tests, a fuzz run of the frame parser, the C examples, then pytest on
+# the installed package (which runs the seed examples too).
+export GILFREE_NEED_VALGRIND=1
+source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
+"$VPY" -m pip install -q -r "$ROOT/requirements/test.txt"
+export PATH="$VENV/bin:$PATH"
+cd "$ROOT"
+
+echo "== C core: ASan + UBSan"
+bash scripts/ctests.sh asan
+echo "== C core: TSan (locks, sync, ring)"
+bash scripts/ctests.sh tsan
+echo "== C core: valgrind"
+bash scripts/ctests.sh valgrind
+
+echo "== Python package"
+"$VPY" -m pip install -q --no-build-isolation "$ROOT"
+# Run from tests/ so that the source tree is not shadowing the installed package.
+cd "$ROOT/tests"
+exec "$VPY" -m pytest -p no:cacheprovider -q python "$@"

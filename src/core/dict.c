@@ -1,0 +1,918 @@
+/*
+ * dict.c -- the shared dict: a chained hash table of opaque byte keys and values in the arena.
+ *
+ * Layout
+ *   gf__dict (a gf_obj GF_OBJ_DICT): header line + GF_DICT_STRIPES stripes of one cache line each
+ *   (a gf_mutex and the number of entries in the stripe's buckets).
+ *   table: packed {offset of a gf__dtab bucket array | which `next` field chains use (bit 0)}.
+ *   entry: one arena block {next[2], hash, klen, vlen, key bytes, value bytes}.
+ *
+ * Locking
+ *   bucket b belongs to stripe b % GF_DICT_STRIPES (bucket counts are powers of two >= the stripe
+ *   count and both are selected by the low bits of the hash, so a key's stripe never changes).
+ *   An operation holds its key's stripe mutex. Resize and clear hold the `resize` mutex and then
+ *   every stripe (in order), so that a stripe holder always sees a stable table.
+ *   `user` is the recursive lock behind `with d.lock:`. An operation checks it after taking its
+ *   stripe; if another thread holds it, it drops the stripe and waits for `user`. The locker,
+ *   once it has `user`, takes and drops every stripe once (a barrier): any operation that saw
+ *   `user` free has then finished, and any later one sees it held.
+ *
+ * Crash consistency (a process SIGKILLed anywhere)
+ *   Every mutation is committed by one release store of a 64-bit word:
+ *     insert   fill the entry, then store the bucket head;
+ *     replace  new entry with the old one's `next`, then store the link that pointed to the old;
+ *     delete   store the link to the entry's `next`;
+ *     resize   build the new bucket array by linking every entry through its *other* `next`
+ *              field (the live chains are untouched), then store `table` = {new array, which}.
+ *   Blocks are freed only after the commit (a crash in between leaks them). A half-built bucket
+ *   array is recorded in `pending` before it is built, and freed by the next resize.
+ *   Stripe counts are updated after the commit; a locker that gets GF_EOWNERDEAD recounts the
+ *   stripe's chains.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define GF__DICT_MAGIC 0x54434944u /* "DICT" */
+#define GF__NS GF_DICT_STRIPES
+#define GF__DICT_MIN_BUCKETS ((uint64_t)GF__NS)
+
+typedef struct gf__dstripe {
+    gf_mutex m;
+    uint64_t count; /* entries in this stripe's buckets: written under m, read relaxed */
+    char pad[GF_CACHELINE - sizeof(gf_mutex) - sizeof(uint64_t)];
+} gf__dstripe;
+
+typedef struct gf__dict {
+    gf_obj obj;
+    uint32_t magic;
+    uint32_t nstripes;
+    uint64_t table;   /* gf_off of the gf__dtab | which next (bit 0); the resize commit point */
+    uint64_t pending; /* bucket array being built by a resize (0 = none) */
+    gf_mutex user;    /* recursive: `with d.lock:` */
+    gf_mutex resize;  /* serialises resize and clear */
+    gf__dstripe stripe[GF__NS];
+} gf__dict;
+
+_Static_assert(sizeof(gf__dstripe) == GF_CACHELINE, "one stripe per cache line");
+_Static_assert(offsetof(gf__dict, stripe) == GF_CACHELINE, "stripes start on a cache line");
+
+typedef struct gf__dtab {
+    uint64_t nbuckets; /* power of two >= GF__NS */
+    uint64_t pad[7];
+    uint64_t b[];      /* gf_off of the first entry of each chain */
+} gf__dtab;
+
+typedef struct gf__dent {
+    uint64_t next[2];
+    uint64_t hash;
+    uint64_t klen;
+    uint64_t vlen;
+    unsigned char data[]; /* key, then value */
+} gf__dent;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hash: a fixed 64-bit function of the bytes (the same in every process, unlike Python's).   */
+/* Folded 64x64->128 multiplies over 16-byte strides, then a final avalanche.                  */
+/* ------------------------------------------------------------------------------------------ */
+
+#define GF__K0 0x9e3779b97f4a7c15ull
+#define GF__K1 0xbf58476d1ce4e5b9ull
+#define GF__K2 0x94d049bb133111ebull
+#define GF__K3 0x2545f4914f6cdd1dull
+
+static inline uint64_t gf__rd64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* 64x64 -> 128 multiply, folded (hi ^ lo). */
+static inline uint64_t gf__fold(uint64_t x, uint64_t y) {
+    __uint128_t r = (__uint128_t)x * y;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* The dict's hash of `n` bytes. Result: 64 bits, never fails. */
+static uint64_t gf__hash(const void *key, size_t n) {
+    const unsigned char *p = key;
+    uint64_t h = GF__K0 ^ ((uint64_t)n * GF__K3);
+    size_t left = n;
+    while (left > 16) {
+        h = gf__fold(gf__rd64(p) ^ GF__K1, gf__rd64(p + 8) ^ h ^ GF__K2);
+        p += 16;
+        left -= 16;
+    }
+    uint64_t x = 0, y = 0;
+    if (left >= 8) { /* 8..16 bytes: two (overlapping) words */
+        x = gf__rd64(p);
+        y = gf__rd64(p + left - 8);
+    } else if (left >= 4) {
+        uint32_t u, v;
+        memcpy(&u, p, 4);
+        memcpy(&v, p + left - 4, 4);
+        x = ((uint64_t)u << 32) | v;
+    } else if (left > 0) {
+        x = ((uint64_t)p[0] << 16) | ((uint64_t)p[left >> 1] << 8) | p[left - 1];
+    }
+    h = gf__fold(x ^ GF__K1 ^ h, y ^ GF__K2 ^ (uint64_t)left);
+    h = gf__fold(h ^ GF__K3, h ^ GF__K0);
+    return h ^ (h >> 29);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Small helpers                                                                               */
+/* ------------------------------------------------------------------------------------------ */
+
+static inline gf__dict *gf__dict_at(gf_arena *a, gf_off d) {
+    gf__dict *p = gf_ptr(a, d);
+    if (GF_UNLIKELY(!p || p->magic != GF__DICT_MAGIC)) return NULL;
+    return p;
+}
+static inline gf__dent *gf__ent(gf_arena *a, gf_off e) { return gf_ptr(a, e); }
+
+/* The current table. Acquire: pairs with the resize commit, so the array (and the chains built
+ * through the other next field) are visible. Callers hold a stripe or the resize lock. */
+static inline uint64_t gf__table(gf__dict *d) {
+    return atomic_load_explicit(GF_A64(&d->table), memory_order_acquire);
+}
+static inline gf__dtab *gf__tab(gf_arena *a, uint64_t t) { return gf_ptr(a, t & ~(uint64_t)63); }
+
+/* Store a link (bucket head or next field). Release: the entry it points to was filled before
+ * and must be visible to the next lock holder; it also keeps the compiler from sinking the
+ * entry's stores below the commit, which is what makes a SIGKILL at any point harmless. */
+static inline void gf__link_store(uint64_t *link, uint64_t v) {
+    atomic_store_explicit(GF_A64(link), v, memory_order_release);
+}
+/* Links are only written under the stripe lock; relaxed loads suffice for its holder. */
+static inline uint64_t gf__link_load(const uint64_t *link) {
+    return atomic_load_explicit(GF_A64((uint64_t *)link), memory_order_relaxed);
+}
+
+static inline uint64_t gf__count_load(gf__dstripe *s) {
+    return atomic_load_explicit(GF_A64(&s->count), memory_order_relaxed);
+}
+/* Counts are written under the stripe lock and read without it by gf_dict_len: relaxed. */
+static inline void gf__count_store(gf__dstripe *s, uint64_t v) {
+    atomic_store_explicit(GF_A64(&s->count), v, memory_order_relaxed);
+}
+
+/* Copy bytes out: into buf if they fit, else a malloc'd block. Result 0. Fails: GF_ENOMEM. */
+int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out) {
+    if (!out) return 0;
+    if (buf && n <= cap) {
+        memcpy(buf, src, n);
+        out->data = buf;
+        out->heap = NULL;
+    } else {
+        void *h = malloc(n ? n : 1);
+        if (!h) return GF_ENOMEM;
+        memcpy(h, src, n);
+        out->data = h;
+        out->heap = h;
+    }
+    out->len = n;
+    return 0;
+}
+
+/* Free a gf_buf's malloc'd block, if any. */
+void gf_buf_release(gf_buf *b) {
+    if (!b) return;
+    free(b->heap);
+    b->heap = NULL;
+    b->data = NULL;
+    b->len = 0;
+}
+
+/* Count the entries of stripe s by walking its chains (the caller holds the stripe, so the
+ * table cannot change). Used after a holder died between a commit and its count update. */
+static void gf__stripe_recount(gf_arena *a, gf__dict *d, unsigned s) {
+    uint64_t t = gf__table(d);
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    uint64_t n = 0;
+    for (uint64_t b = s; b < tab->nbuckets; b += GF__NS)
+        for (gf_off e = gf__link_load(&tab->b[b]); e; e = gf__link_load(&gf__ent(a, e)->next[w]))
+            n++;
+    gf__count_store(&d->stripe[s], n);
+}
+
+/* Lock stripe s. Stripes are held for short, bounded times, so a signal does not abort the wait
+ * (GF_EINTR is retried). Result: 0, or 1 when the previous holder died (the stripe's count has
+ * been recomputed; the chains are consistent by construction). */
+static int gf__stripe_lock(gf_arena *a, gf__dict *d, unsigned s) {
+    for (;;) {
+        int r = gf_mutex_lock(a, &d->stripe[s].m, GF_FOREVER);
+        if (GF_LIKELY(r == 0)) return 0;
+        if (r == GF_EOWNERDEAD) {
+            gf__stripe_recount(a, d, s);
+            return 1;
+        }
+        /* GF_EINTR (or anything transient): try again. */
+    }
+}
+static inline void gf__stripe_unlock(gf_arena *a, gf__dict *d, unsigned s) {
+    gf_mutex_unlock(a, &d->stripe[s].m);
+}
+
+/* 1 if another thread holds `with d.lock:`. Called with a stripe held (whose acquire orders this
+ * relaxed load after the locker's barrier) or, in gf_dict_len, as a hint. */
+static inline int gf__user_blocks(gf_arena *a, gf__dict *d) {
+    uint32_t w = atomic_load_explicit(GF_A32(&d->user.word), memory_order_relaxed);
+    return GF_UNLIKELY(w != 0) && !gf_mutex_is_mine(a, &d->user);
+}
+
+/* Wait until the user lock is free (take it and give it back; a dead holder is taken over).
+ * Result 0. Fails: GF_EINTR. */
+static int gf__user_wait(gf_arena *a, gf__dict *d) {
+    int r = gf_mutex_lock(a, &d->user, GF_FOREVER);
+    if (r == 0 || r == GF_EOWNERDEAD) {
+        gf_mutex_unlock(a, &d->user);
+        return 0;
+    }
+    return r;
+}
+
+/* Take the key's stripe, waiting out a user-lock holder. Result 0. Fails: GF_EINTR. */
+static int gf__op_begin(gf_arena *a, gf__dict *d, unsigned s) {
+    for (;;) {
+        gf__stripe_lock(a, d, s);
+        if (GF_LIKELY(!gf__user_blocks(a, d))) return 0;
+        gf__stripe_unlock(a, d, s);
+        int r = gf__user_wait(a, d);
+        if (r < 0) return r;
+    }
+}
+
+/* Take every stripe in order. Result: 0. */
+static void gf__lock_all(gf_arena *a, gf__dict *d) {
+    for (unsigned s = 0; s < GF__NS; s++) gf__stripe_lock(a, d, s);
+}
+static void gf__unlock_all(gf_arena *a, gf__dict *d) {
+    for (unsigned s = GF__NS; s-- > 0;) gf__stripe_unlock(a, d, s);
+}
+
+/* Every stripe, waiting out a user-lock holder. Result 0. Fails: GF_EINTR. */
+static int gf__lock_all_user(gf_arena *a, gf__dict *d) {
+    for (;;) {
+        gf__lock_all(a, d);
+        if (!gf__user_blocks(a, d)) return 0;
+        gf__unlock_all(a, d);
+        int r = gf__user_wait(a, d);
+        if (r < 0) return r;
+    }
+}
+
+/* Find key in the chain of its bucket. The caller holds the stripe. Result: the entry's offset
+ * (0 if absent); *linkp = the word that points to it (bucket head or predecessor's next). */
+static gf_off gf__find(gf_arena *a, gf__dtab *tab, unsigned w, uint64_t h, const void *key,
+                       size_t klen, uint64_t **linkp) {
+    uint64_t *link = &tab->b[h & (tab->nbuckets - 1)];
+    for (gf_off e = gf__link_load(link); e; e = gf__link_load(link)) {
+        gf__dent *p = gf__ent(a, e);
+        if (p->hash == h && p->klen == klen && memcmp(p->data, key, klen) == 0) {
+            if (linkp) *linkp = link;
+            return e;
+        }
+        link = &p->next[w];
+    }
+    if (linkp) *linkp = link; /* the last link: unused */
+    return 0;
+}
+
+/* Allocate and fill an entry (links left unset). Result 0 and *out. Fails: GF_ENOSPC. */
+static int gf__ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, const void *val,
+                       size_t vlen, gf_off *out) {
+    if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4) return GF_ENOSPC;
+    gf_off e;
+    int r = gf_alloc(a, sizeof(gf__dent) + klen + vlen, &e);
+    if (r < 0) return r == GF_EINVAL ? GF_ENOSPC : r;
+    gf__dent *p = gf__ent(a, e);
+    p->next[0] = p->next[1] = 0;
+    p->hash = h;
+    p->klen = klen;
+    p->vlen = vlen;
+    if (klen) memcpy(p->data, key, klen);
+    if (vlen) memcpy(p->data + klen, val, vlen);
+    *out = e;
+    return 0;
+}
+
+/* Allocate a zeroed bucket array of nb buckets. Result 0. Fails: GF_ENOSPC. */
+static int gf__tab_new(gf_arena *a, uint64_t nb, gf_off *out) {
+    if (nb > (SIZE_MAX - sizeof(gf__dtab)) / 8) return GF_ENOSPC;
+    gf_off t;
+    int r = gf_alloc(a, sizeof(gf__dtab) + nb * 8, &t);
+    if (r < 0) return r == GF_EINVAL ? GF_ENOSPC : r;
+    gf__dtab *p = gf_ptr(a, t);
+    memset(p, 0, sizeof(gf__dtab) + nb * 8);
+    p->nbuckets = nb;
+    *out = t;
+    return 0;
+}
+
+static uint64_t gf__pow2_at_least(uint64_t n) {
+    uint64_t p = GF__DICT_MIN_BUCKETS;
+    while (p < n && p < ((uint64_t)1 << 40)) p <<= 1;
+    return p;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Resize                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Take the resize lock and clean up after a resize that died half-way. Result: 0. Fails:
+ * GF_EINTR. */
+static int gf__resize_lock(gf_arena *a, gf__dict *d) {
+    int r = gf_mutex_lock(a, &d->resize, GF_FOREVER);
+    if (r < 0 && r != GF_EOWNERDEAD) return r;
+    /* Under the resize lock, pending is only written by us: relaxed. */
+    uint64_t pend = atomic_load_explicit(GF_A64(&d->pending), memory_order_relaxed);
+    if (pend) {
+        /* A resizer died after recording its new array. If it had committed it, the array is
+         * the live table: keep it. Otherwise nothing references it: free it. */
+        if (pend != (gf__table(d) & ~(uint64_t)63)) gf_free(a, pend);
+        atomic_store_explicit(GF_A64(&d->pending), 0, memory_order_relaxed);
+    }
+    return 0;
+}
+
+/* A stripe grew past its share of `seen_nb` buckets: grow the table (unless another process did
+ * already). Best effort: on GF_ENOSPC or GF_EINTR the dict keeps its table. */
+static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
+    if (gf__resize_lock(a, d) < 0) return;
+    uint64_t t = gf__table(d);
+    gf__dtab *old = gf__tab(a, t);
+    if (old->nbuckets != seen_nb) { /* somebody resized meanwhile */
+        gf_mutex_unlock(a, &d->resize);
+        return;
+    }
+    uint64_t total = 0;
+    for (unsigned s = 0; s < GF__NS; s++) total += gf__count_load(&d->stripe[s]);
+    uint64_t nb = gf__pow2_at_least(total * 2 > seen_nb * 2 ? total * 2 : seen_nb * 2);
+    gf_off nt;
+    if (gf__tab_new(a, nb, &nt) < 0) {
+        gf_mutex_unlock(a, &d->resize);
+        return;
+    }
+    /* Record the array before linking anything through it, so that a crash while building it
+     * lets the next resizer free it. Release: orders after the array's zeroing (not needed for
+     * correctness -- only the resize lock holder reads pending -- but cheap). */
+    atomic_store_explicit(GF_A64(&d->pending), nt, memory_order_release);
+
+    gf__lock_all(a, d);
+    t = gf__table(d); /* unchanged: resize and clear need the resize lock */
+    unsigned w = (unsigned)(t & 1), nw = w ^ 1;
+    gf__dtab *tab = gf_ptr(a, nt);
+    uint64_t counts[GF__NS] = {0};
+    for (uint64_t b = 0; b < old->nbuckets; b++) {
+        for (gf_off e = old->b[b]; e;) {
+            gf__dent *p = gf__ent(a, e);
+            gf_off next = p->next[w];
+            uint64_t nbk = p->hash & (nb - 1);
+            /* Plain stores: the new chains are invisible until the commit below. */
+            p->next[nw] = tab->b[nbk];
+            tab->b[nbk] = e;
+            counts[p->hash & (GF__NS - 1)]++;
+            e = next;
+        }
+    }
+    /* Commit: one release store publishes the new array and its chains. */
+    atomic_store_explicit(GF_A64(&d->table), nt | nw, memory_order_release);
+    for (unsigned s = 0; s < GF__NS; s++) gf__count_store(&d->stripe[s], counts[s]);
+    gf__unlock_all(a, d);
+    atomic_store_explicit(GF_A64(&d->pending), 0, memory_order_relaxed);
+    gf_mutex_unlock(a, &d->resize);
+    gf_free(a, t & ~(uint64_t)63); /* a crash before this leaks the old array, nothing worse */
+}
+
+/* The resize trigger: a stripe holds more than about 1.25x its share of buckets (+ slack so
+ * that tiny tables do not resize on a single unlucky stripe). */
+static inline int gf__needs_grow(uint64_t count, uint64_t nb) {
+    uint64_t share = nb / GF__NS;
+    return count > share + share / 4 + 4;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Public API                                                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/* Create a dict sized for `capacity` entries. Result 0 and *out. Fails: GF_ENOSPC. */
+int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out) {
+    if (!a || !out) return GF_EINVAL;
+    gf_off off, t;
+    int r = gf_obj_new(a, GF_OBJ_DICT, sizeof(gf__dict), &off);
+    if (r < 0) return r;
+    gf__dict *d = gf_ptr(a, off);
+    memset((char *)d + sizeof(gf_obj), 0, sizeof(gf__dict) - sizeof(gf_obj));
+    r = gf__tab_new(a, gf__pow2_at_least(capacity), &t);
+    if (r < 0) {
+        gf_obj_decref(a, off); /* magic is 0: the destructor leaves it alone */
+        return r;
+    }
+    d->nstripes = GF__NS;
+    d->table = t;
+    gf_mutex_init(&d->user, GF_MUTEX_RECURSIVE);
+    gf_mutex_init(&d->resize, 0);
+    for (unsigned s = 0; s < GF__NS; s++) gf_mutex_init(&d->stripe[s].m, 0);
+    /* Release: publishes the initialised header to whoever receives the offset. */
+    atomic_store_explicit(GF_A32(&d->magic), GF__DICT_MAGIC, memory_order_release);
+    *out = off;
+    return 0;
+}
+
+/* The destructor, called by gf_obj_decref when the last reference goes: frees every entry and
+ * bucket array. Nobody else can reach the dict any more, so no locks. */
+void gf__dict_destroy(gf_arena *a, gf_off off) {
+    gf__dict *d = gf_ptr(a, off);
+    if (!d || d->magic != GF__DICT_MAGIC) return;
+    uint64_t t = d->table;
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    for (uint64_t b = 0; tab && b < tab->nbuckets; b++) {
+        for (gf_off e = tab->b[b]; e;) {
+            gf_off next = gf__ent(a, e)->next[w];
+            gf_free(a, e);
+            e = next;
+        }
+    }
+    if (d->pending && d->pending != (t & ~(uint64_t)63)) gf_free(a, d->pending);
+    if (tab) gf_free(a, t & ~(uint64_t)63);
+    d->magic = 0;
+}
+
+/* d[key] = val. Result: 0 inserted, 1 replaced. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL. */
+int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *val,
+                size_t vlen) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    gf_off ne;
+    int r = gf__ent_new(a, h, key, klen, val, vlen, &ne);
+    if (r < 0) return r;
+    r = gf__op_begin(a, d, s);
+    if (r < 0) {
+        gf_free(a, ne);
+        return r;
+    }
+    uint64_t t = gf__table(d);
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    uint64_t *link;
+    gf_off old = gf__find(a, tab, w, h, key, klen, &link);
+    uint64_t grow_nb = 0;
+    if (old) {
+        gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
+        gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
+    } else {
+        uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
+        gf__ent(a, ne)->next[w] = gf__link_load(head);
+        gf__link_store(head, ne); /* commit: the new entry heads its chain */
+        uint64_t c = gf__count_load(&d->stripe[s]) + 1;
+        gf__count_store(&d->stripe[s], c);
+        if (gf__needs_grow(c, tab->nbuckets)) grow_nb = tab->nbuckets;
+    }
+    gf__stripe_unlock(a, d, s);
+    if (old) gf_free(a, old);
+    if (grow_nb) gf__grow(a, d, grow_nb);
+    return old ? 1 : 0;
+}
+
+/* Copy d[key] out. Result 0. Fails: GF_ENOENT, GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+int gf_dict_get(gf_arena *a, gf_off doff, const void *key, size_t klen, void *buf, size_t cap,
+                gf_buf *out) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    int r = gf__op_begin(a, d, s);
+    if (r < 0) return r;
+    uint64_t t = gf__table(d);
+    gf_off e = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL);
+    if (!e) {
+        r = GF_ENOENT;
+    } else {
+        gf__dent *p = gf__ent(a, e);
+        r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
+    }
+    gf__stripe_unlock(a, d, s);
+    return r;
+}
+
+/* Run cb on d[key] under the stripe lock. Result: cb's. Fails: GF_ENOENT, GF_EINTR, GF_EINVAL. */
+int gf_dict_get_cb(gf_arena *a, gf_off doff, const void *key, size_t klen,
+                   int (*cb)(void *ctx, const void *val, size_t vlen), void *ctx) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d || !cb) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    int r = gf__op_begin(a, d, s);
+    if (r < 0) return r;
+    uint64_t t = gf__table(d);
+    gf_off e = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL);
+    if (!e) {
+        r = GF_ENOENT;
+    } else {
+        gf__dent *p = gf__ent(a, e);
+        r = cb(ctx, p->data + p->klen, p->vlen);
+    }
+    gf__stripe_unlock(a, d, s);
+    return r;
+}
+
+/* Result: 1 present, 0 absent. Fails: GF_EINTR, GF_EINVAL. */
+int gf_dict_contains(gf_arena *a, gf_off doff, const void *key, size_t klen) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    int r = gf__op_begin(a, d, s);
+    if (r < 0) return r;
+    uint64_t t = gf__table(d);
+    r = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL) != 0;
+    gf__stripe_unlock(a, d, s);
+    return r;
+}
+
+/* Remove d[key], copying its value out first when out != NULL. Result 0. Fails: GF_ENOENT,
+ * GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+static int gf__dict_remove(gf_arena *a, gf_off doff, const void *key, size_t klen, void *buf,
+                           size_t cap, gf_buf *out) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    int r = gf__op_begin(a, d, s);
+    if (r < 0) return r;
+    uint64_t t = gf__table(d);
+    unsigned w = (unsigned)(t & 1);
+    uint64_t *link;
+    gf_off e = gf__find(a, gf__tab(a, t), w, h, key, klen, &link);
+    if (!e) {
+        gf__stripe_unlock(a, d, s);
+        return GF_ENOENT;
+    }
+    gf__dent *p = gf__ent(a, e);
+    r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
+    if (r == 0) {
+        gf__link_store(link, gf__link_load(&p->next[w])); /* commit: unlinked */
+        gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
+    }
+    gf__stripe_unlock(a, d, s);
+    if (r == 0) gf_free(a, e);
+    return r;
+}
+
+/* del d[key]. Result 0. Fails: GF_ENOENT, GF_EINTR, GF_EINVAL. */
+int gf_dict_delete(gf_arena *a, gf_off d, const void *key, size_t klen) {
+    return gf__dict_remove(a, d, key, klen, NULL, 0, NULL);
+}
+
+/* d.pop(key). Result 0. Fails: GF_ENOENT, GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+int gf_dict_pop(gf_arena *a, gf_off d, const void *key, size_t klen, void *buf, size_t cap,
+                gf_buf *out) {
+    return gf__dict_remove(a, d, key, klen, buf, cap, out);
+}
+
+/* d.popitem(): remove some entry (scanning stripes from a per-process rotating start). Result 0.
+ * Fails: GF_ENOENT (empty), GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+int gf_dict_popitem(gf_arena *a, gf_off doff, gf_buf *key, gf_buf *val) {
+    static _Atomic unsigned rot; /* per process: spreads concurrent popitems over stripes */
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d || !key || !val) return GF_EINVAL;
+    unsigned start = atomic_fetch_add_explicit(&rot, 1, memory_order_relaxed);
+    for (unsigned i = 0; i < GF__NS; i++) {
+        unsigned s = (start + i) & (GF__NS - 1);
+        if (gf__count_load(&d->stripe[s]) == 0) continue; /* hint; rechecked under the lock */
+        int r = gf__op_begin(a, d, s);
+        if (r < 0) return r;
+        uint64_t t = gf__table(d);
+        gf__dtab *tab = gf__tab(a, t);
+        unsigned w = (unsigned)(t & 1);
+        for (uint64_t b = s; b < tab->nbuckets; b += GF__NS) {
+            gf_off e = gf__link_load(&tab->b[b]);
+            if (!e) continue;
+            gf__dent *p = gf__ent(a, e);
+            r = gf__copy_out(p->data, p->klen, NULL, 0, key);
+            if (r == 0) {
+                r = gf__copy_out(p->data + p->klen, p->vlen, NULL, 0, val);
+                if (r < 0) gf_buf_release(key);
+            }
+            if (r == 0) {
+                gf__link_store(&tab->b[b], gf__link_load(&p->next[w])); /* commit */
+                gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
+            }
+            gf__stripe_unlock(a, d, s);
+            if (r == 0) gf_free(a, e);
+            return r;
+        }
+        gf__stripe_unlock(a, d, s);
+    }
+    return GF_ENOENT;
+}
+
+/* d.setdefault(key, val) with the stored value copied out. Result: 1 inserted, 0 was present.
+ * Fails: GF_ENOSPC, GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+int gf_dict_setdefault(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *val,
+                       size_t vlen, void *buf, size_t cap, gf_buf *out) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    gf_off ne = 0;
+    for (;;) {
+        int r = gf__op_begin(a, d, s);
+        if (r < 0) break;
+        uint64_t t = gf__table(d);
+        gf__dtab *tab = gf__tab(a, t);
+        unsigned w = (unsigned)(t & 1);
+        gf_off e = gf__find(a, tab, w, h, key, klen, NULL);
+        if (e) { /* present: copy it out */
+            gf__dent *p = gf__ent(a, e);
+            r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
+            gf__stripe_unlock(a, d, s);
+            if (ne) gf_free(a, ne);
+            return r < 0 ? r : 0;
+        }
+        if (!ne) { /* absent: allocate outside the lock, then look again */
+            gf__stripe_unlock(a, d, s);
+            r = gf__ent_new(a, h, key, klen, val, vlen, &ne);
+            if (r < 0) return r;
+            continue;
+        }
+        gf__dent *p = gf__ent(a, ne);
+        r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
+        if (r < 0) {
+            gf__stripe_unlock(a, d, s);
+            gf_free(a, ne);
+            return r;
+        }
+        uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
+        p->next[w] = gf__link_load(head);
+        gf__link_store(head, ne); /* commit */
+        uint64_t c = gf__count_load(&d->stripe[s]) + 1;
+        gf__count_store(&d->stripe[s], c);
+        uint64_t grow_nb = gf__needs_grow(c, tab->nbuckets) ? tab->nbuckets : 0;
+        gf__stripe_unlock(a, d, s);
+        if (grow_nb) gf__grow(a, d, grow_nb);
+        return 1;
+    }
+    if (ne) gf_free(a, ne);
+    return GF_EINTR;
+}
+
+/* Compare-and-set (see gilfree.h). Result: 1 done, 0 mismatch. Fails: GF_ENOSPC, GF_EINTR,
+ * GF_EINVAL. */
+int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *expected,
+                size_t elen, const void *newv, size_t nlen) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    unsigned s = (unsigned)(h & (GF__NS - 1));
+    gf_off ne = 0;
+    if (newv) {
+        int r = gf__ent_new(a, h, key, klen, newv, nlen, &ne);
+        if (r < 0) return r;
+    }
+    int r = gf__op_begin(a, d, s);
+    if (r < 0) {
+        if (ne) gf_free(a, ne);
+        return r;
+    }
+    uint64_t t = gf__table(d);
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    uint64_t *link;
+    gf_off old = gf__find(a, tab, w, h, key, klen, &link);
+    int match;
+    if (!expected) {
+        match = old == 0;
+    } else {
+        gf__dent *p = old ? gf__ent(a, old) : NULL;
+        match = p && p->vlen == elen && memcmp(p->data + p->klen, expected, elen) == 0;
+    }
+    uint64_t grow_nb = 0;
+    gf_off to_free = ne;
+    if (match) {
+        to_free = old;
+        if (old && ne) { /* replace */
+            gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
+            gf__link_store(link, ne);
+        } else if (old) { /* delete */
+            gf__link_store(link, gf__link_load(&gf__ent(a, old)->next[w]));
+            gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
+        } else if (ne) { /* insert */
+            uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
+            gf__ent(a, ne)->next[w] = gf__link_load(head);
+            gf__link_store(head, ne);
+            uint64_t c = gf__count_load(&d->stripe[s]) + 1;
+            gf__count_store(&d->stripe[s], c);
+            if (gf__needs_grow(c, tab->nbuckets)) grow_nb = tab->nbuckets;
+        }
+    }
+    gf__stripe_unlock(a, d, s);
+    if (to_free) gf_free(a, to_free);
+    if (grow_nb) gf__grow(a, d, grow_nb);
+    return match;
+}
+
+/* len(d). Result >= 0. Fails: GF_EINTR, GF_EINVAL. */
+int64_t gf_dict_len(gf_arena *a, gf_off doff) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    if (gf__user_blocks(a, d)) {
+        int r = gf__user_wait(a, d);
+        if (r < 0) return r;
+    }
+    uint64_t n = 0;
+    for (unsigned s = 0; s < GF__NS; s++) n += gf__count_load(&d->stripe[s]);
+    return (int64_t)n;
+}
+
+/* d.clear(). Result 0. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL. */
+int gf_dict_clear(gf_arena *a, gf_off doff) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    gf_off nt;
+    int r = gf__tab_new(a, GF__DICT_MIN_BUCKETS, &nt);
+    if (r < 0) return r;
+    r = gf__resize_lock(a, d);
+    if (r < 0) {
+        gf_free(a, nt);
+        return r;
+    }
+    r = gf__lock_all_user(a, d);
+    if (r < 0) {
+        gf_mutex_unlock(a, &d->resize);
+        gf_free(a, nt);
+        return r;
+    }
+    uint64_t t = gf__table(d);
+    /* Commit: one store swaps in the empty table; the old chains become unreachable. */
+    atomic_store_explicit(GF_A64(&d->table), nt, memory_order_release);
+    for (unsigned s = 0; s < GF__NS; s++) gf__count_store(&d->stripe[s], 0);
+    gf__unlock_all(a, d);
+    gf_mutex_unlock(a, &d->resize);
+    /* Free the old entries outside every lock (a crash here only leaks them). */
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    for (uint64_t b = 0; b < tab->nbuckets; b++) {
+        for (gf_off e = tab->b[b]; e;) {
+            gf_off next = gf__ent(a, e)->next[w];
+            gf_free(a, e);
+            e = next;
+        }
+    }
+    gf_free(a, t & ~(uint64_t)63);
+    return 0;
+}
+
+/* Append a snapshot record. Result 0. Fails: GF_ENOMEM. */
+int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void *v,
+                        uint64_t vl) {
+    size_t need = 16 + ((kl + vl + 7) & ~(size_t)7);
+    if (s->len + need > *cap) {
+        size_t nc = *cap ? *cap * 2 : 4096;
+        while (nc < s->len + need) nc *= 2;
+        void *nb = realloc(s->buf, nc);
+        if (!nb) return GF_ENOMEM;
+        s->buf = nb;
+        *cap = nc;
+    }
+    char *p = (char *)s->buf + s->len;
+    memcpy(p, &kl, 8);
+    memcpy(p + 8, &vl, 8);
+    if (kl) memcpy(p + 16, k, kl);
+    if (vl) memcpy(p + 16 + kl, v, vl);
+    s->len += need;
+    s->count++;
+    return 0;
+}
+
+/* Next snapshot record. Result: 1 and *it, or 0 at the end. */
+int gf_snap_next(const gf_snap *s, size_t *pos, gf_snap_item *it) {
+    if (!s || !s->buf || *pos + 16 > s->len) return 0;
+    const char *p = (const char *)s->buf + *pos;
+    uint64_t kl, vl;
+    memcpy(&kl, p, 8);
+    memcpy(&vl, p + 8, 8);
+    it->key = kl ? p + 16 : NULL;
+    it->klen = kl;
+    it->val = p + 16 + kl;
+    it->vlen = vl;
+    *pos += 16 + ((kl + vl + 7) & ~(size_t)7);
+    return 1;
+}
+
+/* Free a snapshot's buffer. */
+void gf_snap_free(gf_snap *s) {
+    if (!s) return;
+    free(s->buf);
+    s->buf = NULL;
+    s->len = s->count = 0;
+}
+
+/* A consistent copy of the dict (every stripe held while copying). Result 0. Fails:
+ * GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+int gf_dict_snapshot(gf_arena *a, gf_off doff, unsigned what, gf_snap *out) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d || !out) return GF_EINVAL;
+    out->buf = NULL;
+    out->len = out->count = 0;
+    int r = gf__lock_all_user(a, d);
+    if (r < 0) return r;
+    uint64_t t = gf__table(d);
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    /* Size it first, so the copy is one allocation. */
+    size_t total = 0;
+    for (uint64_t b = 0; b < tab->nbuckets; b++)
+        for (gf_off e = tab->b[b]; e; e = gf__ent(a, e)->next[w]) {
+            gf__dent *p = gf__ent(a, e);
+            total += 16 + (((what & GF_SNAP_KEYS ? p->klen : 0) +
+                            (what & GF_SNAP_VALUES ? p->vlen : 0) + 7) & ~(size_t)7);
+        }
+    size_t cap = 0;
+    if (total) {
+        out->buf = malloc(total);
+        if (!out->buf) r = GF_ENOMEM;
+        cap = total;
+    }
+    for (uint64_t b = 0; r == 0 && b < tab->nbuckets; b++)
+        for (gf_off e = tab->b[b]; r == 0 && e; e = gf__ent(a, e)->next[w]) {
+            gf__dent *p = gf__ent(a, e);
+            r = gf__snap_put(out, &cap, p->data, what & GF_SNAP_KEYS ? p->klen : 0,
+                             p->data + p->klen, what & GF_SNAP_VALUES ? p->vlen : 0);
+        }
+    gf__unlock_all(a, d);
+    if (r < 0) gf_snap_free(out);
+    return r;
+}
+
+/* `with d.lock:` enter. Result 0 / GF_EOWNERDEAD. Fails: GF_ETIMEDOUT, GF_EINTR, GF_EAGAIN,
+ * GF_EINVAL. */
+int gf_dict_lock(gf_arena *a, gf_off doff, int64_t deadline) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    int r = gf_mutex_lock(a, &d->user, deadline);
+    if (r < 0 && r != GF_EOWNERDEAD) return r;
+    /* First acquisition: wait out the operations that started before we took the lock (they
+     * saw it free). Each stripe taken and dropped once. Our own depth: relaxed. */
+    if (atomic_load_explicit(GF_A32(&d->user.depth), memory_order_relaxed) <= 1)
+        for (unsigned s = 0; s < GF__NS; s++) {
+            gf__stripe_lock(a, d, s);
+            gf__stripe_unlock(a, d, s);
+        }
+    return r;
+}
+
+/* `with d.lock:` exit. Result 0. Fails: GF_EPERM, GF_EOVERFLOW, GF_EINVAL. */
+int gf_dict_unlock(gf_arena *a, gf_off doff) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    return gf_mutex_unlock(a, &d->user);
+}
+
+/* Consistency walk (tests). Result: the number of entries. Fails: GF_EBADMSG, GF_EINVAL. */
+int64_t gf_dict_check(gf_arena *a, gf_off doff) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    if (gf_obj_check(a, doff, GF_OBJ_DICT) < 0) return GF_EBADMSG;
+    if (gf__resize_lock(a, d) < 0) return GF_EINTR;
+    gf__lock_all(a, d);
+    int64_t res = 0;
+    uint64_t t = gf__table(d);
+    gf_off toff = t & ~(uint64_t)63;
+    gf__dtab *tab = gf_ptr(a, toff);
+    unsigned w = (unsigned)(t & 1);
+    gf_arena_stats st;
+    uint64_t bound = gf_arena_stats_get(a, &st) == 0 ? st.live_blocks + 1 : UINT64_MAX;
+    if (gf_arena_check_block(a, toff, sizeof(gf__dtab)) < 0 || tab->nbuckets < GF__NS ||
+        (tab->nbuckets & (tab->nbuckets - 1)) ||
+        gf_arena_check_block(a, toff, sizeof(gf__dtab) + tab->nbuckets * 8) < 0) {
+        res = GF_EBADMSG;
+        goto out;
+    }
+    uint64_t counts[GF__NS] = {0}, total = 0;
+    for (uint64_t b = 0; b < tab->nbuckets && res == 0; b++) {
+        for (gf_off e = tab->b[b]; e; e = gf__ent(a, e)->next[w]) {
+            gf__dent *p = gf__ent(a, e);
+            if (++total > bound || gf_arena_check_block(a, e, sizeof(gf__dent)) < 0 ||
+                gf_arena_check_block(a, e, sizeof(gf__dent) + p->klen + p->vlen) < 0 ||
+                p->hash != gf__hash(p->data, p->klen) || (p->hash & (tab->nbuckets - 1)) != b) {
+                res = GF_EBADMSG;
+                break;
+            }
+            counts[p->hash & (GF__NS - 1)]++;
+        }
+    }
+    for (unsigned s = 0; s < GF__NS && res == 0; s++)
+        if (counts[s] != gf__count_load(&d->stripe[s])) res = GF_EBADMSG;
+    if (res == 0) res = (int64_t)total;
+out:
+    gf__unlock_all(a, d);
+    gf_mutex_unlock(a, &d->resize);
+    return res;
+}

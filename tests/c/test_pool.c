@@ -1,0 +1,3 @@
+#include "gilfree.h"
+#include "test.h"
+TEST_MAIN()
