@@ -91,6 +91,12 @@ GF_EXTERN int64_t gf_now_ns(void);
  * overflowing. */
 GF_EXTERN int64_t gf_deadline_after(int64_t timeout_ns);
 
+/* Make every blocking call return GF_EINTR at least every `ns` nanoseconds while it sleeps
+ * (0, the default: only when a signal interrupts the sleep). For runtimes that handle signals
+ * with a flag checked later (CPython): a signal that lands while a call is spinning, just
+ * before it sleeps, is then noticed within one slice. Process-wide. */
+GF_EXTERN void gf_set_interrupt_slice(int64_t ns);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Arena: one shared-memory region per process tree                                            */
 /* ------------------------------------------------------------------------------------------ */
@@ -414,6 +420,9 @@ typedef struct gf_proc {
 } gf_proc;
 
 #define GF_PROC_DIE_WITH_PARENT 1u /* PR_SET_PDEATHSIG SIGKILL in the child */
+/* NB (Linux): the "parent" of PR_SET_PDEATHSIG is the *thread* that forked: a child forked from
+ * a thread that later exits is killed although the process lives on. Fork from a thread that
+ * lives as long as the child should (e.g. the main thread or a long-lived manager thread). */
 
 /* fork(). In the parent: result 0, *p filled (pid, pidfd). In the child: result 1, *p zeroed,
  * PDEATHSIG set if asked (and the child exits at once if the parent is already gone).
@@ -488,7 +497,9 @@ GF_EXTERN int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out);
 GF_EXTERN int gf_dict_set(gf_arena *a, gf_off d, const void *key, size_t klen, const void *val,
                           size_t vlen);
 /* Copy d[key] out (into buf if it fits in cap, else malloc'd; see gf_buf). Result: 0.
- * Fails: GF_ENOENT, GF_ENOMEM, GF_EINTR. */
+ * Fails: GF_ENOENT, GF_ENOMEM, GF_EINTR. With a buffer (buf != NULL) the lookup is lock-free
+ * (validated optimistic read; a value larger than cap falls back to the locked path): pass a
+ * stack buffer of a few KiB. Iteration/snapshot order is table order, not insertion order. */
 GF_EXTERN int gf_dict_get(gf_arena *a, gf_off d, const void *key, size_t klen, void *buf,
                           size_t cap, gf_buf *out);
 /* Call cb(ctx, value, vlen) while the key's stripe lock is held (cb must be short and must not

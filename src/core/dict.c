@@ -38,10 +38,28 @@
 #define GF__NS GF_DICT_STRIPES
 #define GF__DICT_MIN_BUCKETS ((uint64_t)GF__NS)
 
+/* Crash points for tests (a weak hook, NULL outside tests): a test kills itself there. */
+#define GF__CP(n)                                                                              \
+    do {                                                                                       \
+        if (GF_UNLIKELY(gf__dict_crash_point != NULL)) gf__dict_crash_point(n);                \
+    } while (0)
+enum {
+    GF__CP_GROW_PENDING = 1, /* grow: new array recorded, nothing locked */
+    GF__CP_GROW_BUILD,       /* grow: half of the new chains built, every stripe held */
+    GF__CP_GROW_COMMITTED,   /* grow: new table stored, counts not yet */
+    GF__CP_GROW_UNLOCKED,    /* grow: stripes dropped, pending still set */
+    GF__CP_GROW_FREE,        /* grow: pending cleared, old array not freed yet */
+    GF__CP_CLEAR_COMMITTED,  /* clear: empty table stored, counts not reset yet */
+    GF__CP_INSERT_COMMITTED, /* set: new entry linked, count not updated */
+    GF__CP_DELETE_COMMITTED, /* delete: entry unlinked, count not updated, not freed */
+    GF__CP_REPLACE_COMMITTED /* set: new entry replaced the old, old not freed */
+};
+
 typedef struct gf__dstripe {
     gf_mutex m;
     uint64_t count; /* entries in this stripe's buckets: written under m, read relaxed */
-    char pad[GF_CACHELINE - sizeof(gf_mutex) - sizeof(uint64_t)];
+    uint64_t seq;   /* bumped under m after every commit, before any free (lock-free reads) */
+    char pad[GF_CACHELINE - sizeof(gf_mutex) - 2 * sizeof(uint64_t)];
 } gf__dstripe;
 
 typedef struct gf__dict {
@@ -150,6 +168,18 @@ static inline uint64_t gf__link_load(const uint64_t *link) {
     return atomic_load_explicit(GF_A64((uint64_t *)link), memory_order_relaxed);
 }
 
+/* After a commit and before freeing what it unlinked: tell lock-free readers of this stripe that
+ * what they read may be gone. Release: orders the commit before the bump; the frees that follow
+ * go through the allocator's lock (a full barrier), so a reader that saw freed memory also sees
+ * the new seq (see gf__get_fast). */
+static inline void gf__seq_bump(gf__dstripe *s) {
+    uint64_t v = atomic_load_explicit(GF_A64(&s->seq), memory_order_relaxed);
+    atomic_store_explicit(GF_A64(&s->seq), v + 1, memory_order_release);
+}
+static void gf__seq_bump_all(gf__dict *d) {
+    for (unsigned s = 0; s < GF__NS; s++) gf__seq_bump(&d->stripe[s]);
+}
+
 static inline uint64_t gf__count_load(gf__dstripe *s) {
     return atomic_load_explicit(GF_A64(&s->count), memory_order_relaxed);
 }
@@ -196,6 +226,7 @@ static void gf__stripe_recount(gf_arena *a, gf__dict *d, unsigned s) {
         for (gf_off e = gf__link_load(&tab->b[b]); e; e = gf__link_load(&gf__ent(a, e)->next[w]))
             n++;
     gf__count_store(&d->stripe[s], n);
+    gf__seq_bump(&d->stripe[s]);
 }
 
 /* Lock stripe s. Stripes are held for short, bounded times, so a signal does not abort the wait
@@ -360,6 +391,7 @@ static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
      * lets the next resizer free it. Release: orders after the array's zeroing (not needed for
      * correctness -- only the resize lock holder reads pending -- but cheap). */
     atomic_store_explicit(GF_A64(&d->pending), nt, memory_order_release);
+    GF__CP(GF__CP_GROW_PENDING);
 
     gf__lock_all(a, d);
     t = gf__table(d); /* unchanged: resize and clear need the resize lock */
@@ -367,6 +399,7 @@ static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
     gf__dtab *tab = gf_ptr(a, nt);
     uint64_t counts[GF__NS] = {0};
     for (uint64_t b = 0; b < old->nbuckets; b++) {
+        if (b == old->nbuckets / 2) GF__CP(GF__CP_GROW_BUILD);
         for (gf_off e = old->b[b]; e;) {
             gf__dent *p = gf__ent(a, e);
             gf_off next = p->next[w];
@@ -380,10 +413,14 @@ static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
     }
     /* Commit: one release store publishes the new array and its chains. */
     atomic_store_explicit(GF_A64(&d->table), nt | nw, memory_order_release);
+    GF__CP(GF__CP_GROW_COMMITTED);
     for (unsigned s = 0; s < GF__NS; s++) gf__count_store(&d->stripe[s], counts[s]);
+    gf__seq_bump_all(d); /* the old bucket array is freed below */
     gf__unlock_all(a, d);
+    GF__CP(GF__CP_GROW_UNLOCKED);
     atomic_store_explicit(GF_A64(&d->pending), 0, memory_order_relaxed);
     gf_mutex_unlock(a, &d->resize);
+    GF__CP(GF__CP_GROW_FREE);
     gf_free(a, t & ~(uint64_t)63); /* a crash before this leaks the old array, nothing worse */
 }
 
@@ -392,6 +429,77 @@ static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
 static inline int gf__needs_grow(uint64_t count, uint64_t nb) {
     uint64_t share = nb / GF__NS;
     return count > share + share / 4 + 4;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lock-free reads                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/* One optimistic lookup without the stripe lock. Entries are immutable once linked and every
+ * link changes by one store, so the chain read is always some committed state; the only hazard
+ * is memory freed (and reused) under our feet, which the caller detects with the stripe's seq.
+ * Meanwhile every offset and length is bounds-checked against the mapping so that garbage is
+ * never followed outside it, and the walk is bounded.
+ * Result: 1 found (copied into buf if copy; *vlen), 0 absent, -1 value larger than cap,
+ * -2 inconsistent (retry). */
+static int gf__get_fast_once(gf_arena *a, gf__dict *d, uint64_t h, const void *key, size_t klen,
+                             int copy, void *buf, size_t cap, size_t *vlen) {
+    const char *base = gf_arena_base(a);
+    const uint64_t size = gf_arena_size(a);
+    /* Acquire loads of the table and of every link: pair with the release stores that
+     * published them (the entry behind a link is filled before the link is stored). */
+    uint64_t t = atomic_load_explicit(GF_A64(&d->table), memory_order_acquire);
+    uint64_t toff = t & ~(uint64_t)63;
+    unsigned w = (unsigned)(t & 1);
+    if (toff < GF_CACHELINE || toff > size - sizeof(gf__dtab)) return -2;
+    gf__dtab *tab = (gf__dtab *)(base + toff);
+    uint64_t nb = atomic_load_explicit(GF_A64(&tab->nbuckets), memory_order_relaxed);
+    if (nb == 0 || (nb & (nb - 1)) || nb > (size - toff - sizeof(gf__dtab)) / 8) return -2;
+    gf_off e = atomic_load_explicit(GF_A64(&tab->b[h & (nb - 1)]), memory_order_acquire);
+    for (unsigned steps = 0; e; steps++) {
+        if (steps > 64 || e < GF_CACHELINE || e > size - sizeof(gf__dent)) return -2;
+        gf__dent *p = (gf__dent *)(base + e);
+        uint64_t room = size - e - sizeof(gf__dent);
+        if (atomic_load_explicit(GF_A64(&p->hash), memory_order_relaxed) == h &&
+            atomic_load_explicit(GF_A64(&p->klen), memory_order_relaxed) == klen) {
+            if (klen > room) return -2;
+            if (memcmp(p->data, key, klen) == 0) {
+                uint64_t vl = atomic_load_explicit(GF_A64(&p->vlen), memory_order_relaxed);
+                if (vl > room - klen) return -2;
+                if (copy) {
+                    if (vl > cap) return -1;
+                    memcpy(buf, p->data + klen, vl);
+                }
+                *vlen = vl;
+                return 1;
+            }
+        }
+        e = atomic_load_explicit(GF_A64(&p->next[w]), memory_order_acquire);
+    }
+    return 0;
+}
+
+/* Lock-free lookup, validated by the stripe's seq: equivalent to a locked read at the time seq
+ * was first read (a mutation of this stripe in between changes seq; one that completed before
+ * it and belonged to a `with d.lock:` group is seen through the user lock word, which its
+ * holder set before). Result: 1 found, 0 absent, -1 take the locked path (value larger than
+ * cap, user lock held by another thread, or writers kept changing the stripe). */
+static int gf__get_fast(gf_arena *a, gf__dict *d, unsigned s, uint64_t h, const void *key,
+                        size_t klen, int copy, void *buf, size_t cap, size_t *vlen) {
+    gf__dstripe *st = &d->stripe[s];
+    for (int attempt = 0; attempt < 4; attempt++) {
+        /* Acquire: nothing below is read before seq. */
+        uint64_t s1 = atomic_load_explicit(GF_A64(&st->seq), memory_order_acquire);
+        if (gf__user_blocks(a, d)) return -1;
+        int r = gf__get_fast_once(a, d, h, key, klen, copy, buf, cap, vlen);
+        if (r == -1) return -1;
+        /* Acquire fence: every read above happens before the second read of seq, so if any of
+         * them saw memory written after a free, this read sees the bump made before it. */
+        atomic_thread_fence(memory_order_acquire);
+        if (r >= 0 && atomic_load_explicit(GF_A64(&st->seq), memory_order_relaxed) == s1) return r;
+        gf__cpu_relax();
+    }
+    return -1;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -466,12 +574,16 @@ int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     if (old) {
         gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
         gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
+        GF__CP(GF__CP_REPLACE_COMMITTED);
+        gf__seq_bump(&d->stripe[s]); /* old is freed below */
     } else {
         uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
         gf__ent(a, ne)->next[w] = gf__link_load(head);
         gf__link_store(head, ne); /* commit: the new entry heads its chain */
+        GF__CP(GF__CP_INSERT_COMMITTED);
         uint64_t c = gf__count_load(&d->stripe[s]) + 1;
         gf__count_store(&d->stripe[s], c);
+        gf__seq_bump(&d->stripe[s]); /* (nothing freed; keeps reads equivalent to locked ones) */
         if (gf__needs_grow(c, tab->nbuckets)) grow_nb = tab->nbuckets;
     }
     gf__stripe_unlock(a, d, s);
@@ -487,6 +599,17 @@ int gf_dict_get(gf_arena *a, gf_off doff, const void *key, size_t klen, void *bu
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
     unsigned s = (unsigned)(h & (GF__NS - 1));
+    if (buf && out) {
+        size_t vl;
+        int f = gf__get_fast(a, d, s, h, key, klen, 1, buf, cap, &vl);
+        if (f == 0) return GF_ENOENT;
+        if (f == 1) {
+            out->data = buf;
+            out->len = vl;
+            out->heap = NULL;
+            return 0;
+        }
+    }
     int r = gf__op_begin(a, d, s);
     if (r < 0) return r;
     uint64_t t = gf__table(d);
@@ -528,7 +651,10 @@ int gf_dict_contains(gf_arena *a, gf_off doff, const void *key, size_t klen) {
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
     unsigned s = (unsigned)(h & (GF__NS - 1));
-    int r = gf__op_begin(a, d, s);
+    size_t vl;
+    int r = gf__get_fast(a, d, s, h, key, klen, 0, NULL, 0, &vl);
+    if (r >= 0) return r;
+    r = gf__op_begin(a, d, s);
     if (r < 0) return r;
     uint64_t t = gf__table(d);
     r = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL) != 0;
@@ -558,7 +684,9 @@ static int gf__dict_remove(gf_arena *a, gf_off doff, const void *key, size_t kle
     r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
     if (r == 0) {
         gf__link_store(link, gf__link_load(&p->next[w])); /* commit: unlinked */
+        GF__CP(GF__CP_DELETE_COMMITTED);
         gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
+        gf__seq_bump(&d->stripe[s]);
     }
     gf__stripe_unlock(a, d, s);
     if (r == 0) gf_free(a, e);
@@ -603,6 +731,7 @@ int gf_dict_popitem(gf_arena *a, gf_off doff, gf_buf *key, gf_buf *val) {
             if (r == 0) {
                 gf__link_store(&tab->b[b], gf__link_load(&p->next[w])); /* commit */
                 gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
+                gf__seq_bump(&d->stripe[s]);
             }
             gf__stripe_unlock(a, d, s);
             if (r == 0) gf_free(a, e);
@@ -654,6 +783,7 @@ int gf_dict_setdefault(gf_arena *a, gf_off doff, const void *key, size_t klen, c
         gf__link_store(head, ne); /* commit */
         uint64_t c = gf__count_load(&d->stripe[s]) + 1;
         gf__count_store(&d->stripe[s], c);
+        gf__seq_bump(&d->stripe[s]);
         uint64_t grow_nb = gf__needs_grow(c, tab->nbuckets) ? tab->nbuckets : 0;
         gf__stripe_unlock(a, d, s);
         if (grow_nb) gf__grow(a, d, grow_nb);
@@ -696,6 +826,7 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     uint64_t grow_nb = 0;
     gf_off to_free = ne;
     if (match) {
+        gf__seq_bump(&d->stripe[s]); /* bumped before the commit too: harmless, readers retry */
         to_free = old;
         if (old && ne) { /* replace */
             gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
@@ -711,6 +842,7 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
             gf__count_store(&d->stripe[s], c);
             if (gf__needs_grow(c, tab->nbuckets)) grow_nb = tab->nbuckets;
         }
+        gf__seq_bump(&d->stripe[s]);
     }
     gf__stripe_unlock(a, d, s);
     if (to_free) gf_free(a, to_free);
@@ -727,7 +859,16 @@ int64_t gf_dict_len(gf_arena *a, gf_off doff) {
         if (r < 0) return r;
     }
     uint64_t n = 0;
-    for (unsigned s = 0; s < GF__NS; s++) n += gf__count_load(&d->stripe[s]);
+    for (unsigned s = 0; s < GF__NS; s++) {
+        /* A stripe held by a dead process may have a stale count: take it over (which
+         * recounts). Relaxed: only a hint; the lock orders the recount. */
+        uint32_t w = atomic_load_explicit(GF_A32(&d->stripe[s].m.word), memory_order_relaxed);
+        if (GF_UNLIKELY(w != 0) && !gf__ident_alive(a, w & ~GF__MUTEX_WAITERS)) {
+            gf__stripe_lock(a, d, s);
+            gf__stripe_unlock(a, d, s);
+        }
+        n += gf__count_load(&d->stripe[s]);
+    }
     return (int64_t)n;
 }
 
@@ -738,21 +879,30 @@ int gf_dict_clear(gf_arena *a, gf_off doff) {
     gf_off nt;
     int r = gf__tab_new(a, GF__DICT_MIN_BUCKETS, &nt);
     if (r < 0) return r;
-    r = gf__resize_lock(a, d);
-    if (r < 0) {
-        gf_free(a, nt);
-        return r;
-    }
-    r = gf__lock_all_user(a, d);
-    if (r < 0) {
+    for (;;) {
+        r = gf__resize_lock(a, d);
+        if (r < 0) {
+            gf_free(a, nt);
+            return r;
+        }
+        gf__lock_all(a, d);
+        if (!gf__user_blocks(a, d)) break;
+        /* Drop everything before waiting: the user-lock holder may need the resize lock (an
+         * insert that grows the table) to finish its group. */
+        gf__unlock_all(a, d);
         gf_mutex_unlock(a, &d->resize);
-        gf_free(a, nt);
-        return r;
+        r = gf__user_wait(a, d);
+        if (r < 0) {
+            gf_free(a, nt);
+            return r;
+        }
     }
     uint64_t t = gf__table(d);
     /* Commit: one store swaps in the empty table; the old chains become unreachable. */
     atomic_store_explicit(GF_A64(&d->table), nt, memory_order_release);
+    GF__CP(GF__CP_CLEAR_COMMITTED);
     for (unsigned s = 0; s < GF__NS; s++) gf__count_store(&d->stripe[s], 0);
+    gf__seq_bump_all(d); /* every entry is freed below */
     gf__unlock_all(a, d);
     gf_mutex_unlock(a, &d->resize);
     /* Free the old entries outside every lock (a crash here only leaks them). */

@@ -47,6 +47,10 @@ int64_t gf__spin_ns(void);
  * gf__futex_wait: sleep while *addr == expected, until `deadline` (absolute CLOCK_MONOTONIC
  * ns, GF_FOREVER = none). Result: 0 woken (or value changed), GF_ETIMEDOUT, GF_EINTR. */
 int gf__futex_wait(uint32_t *addr, uint32_t expected, int64_t deadline);
+/* When a sleep until `deadline` must end (sooner if an interrupt slice is set: *sliced). */
+int64_t gf__sleep_until(int64_t deadline, bool *sliced);
+/* True if an interrupt slice is set and `since` lies at least one slice in the past. */
+bool gf__interrupt_due(int64_t since);
 /* Wake up to n waiters (INT32_MAX: all). Result: number woken (>= 0). */
 int gf__futex_wake(uint32_t *addr, int n);
 
@@ -93,5 +97,8 @@ int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out);
  * Fails: GF_ENOMEM. */
 int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void *v,
                  uint64_t vl);
+/* Test hook: tests that define it are called at numbered points inside dict mutations (see
+ * dict.c, GF__CP) and may SIGKILL themselves there. Absent (NULL) in every real program. */
+void gf__dict_crash_point(int where) __attribute__((weak));
 
 #endif /* GF_INTERNAL_H */

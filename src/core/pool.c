@@ -132,6 +132,7 @@ typedef struct gf__task {
     uint64_t id;
     int64_t timeout_ns;
     uint32_t retries;
+    uint32_t cancelled; /* cancel asked while its worker was being killed: do not rerun */
     uint32_t idx;    /* slab index */
     uint32_t gen;    /* token generation of the current dispatch */
     int32_t worker;  /* -1 = backlog */
@@ -455,6 +456,7 @@ static void gf__on_death(gf_pool *p, uint32_t i) {
     gf__pslot *s = gf__slot(p->sh, i);
     gf__pclaim *cl = gf__claims(s);
     gf__drain(p); /* its committed results are all in the ring now */
+    if (w->state != W_LIVE) return; /* its EXIT record was in there: retired, not dead */
     int code = 0;
     if (gf_proc_wait(&w->proc, 0) < 0 || gf_proc_exitcode(&w->proc, &code) < 0) code = -1;
     if (!w->killed && !p->terminated && code != 0) p->deaths++;
@@ -467,7 +469,9 @@ static void gf__on_death(gf_pool *p, uint32_t i) {
         uint64_t word =
             atomic_load_explicit(GF_A64(&cl[e->seq % p->sh->nclaims].word), memory_order_acquire);
         e->worker = -1;
-        if (word == GF__CLAIM(e->seq, GF__CL_STARTED)) {
+        if (e->cancelled) {
+            gf__resolve_bare(p, e, GF_TASK_CANCELLED, -1);
+        } else if (word == GF__CLAIM(e->seq, GF__CL_STARTED)) {
             if (w->kill_reason && w->kill_token == gf__token(e))
                 gf__resolve_bare(p, e, w->kill_reason, (int)i);
             else if (p->terminated)
@@ -504,7 +508,8 @@ static void gf__supervise(gf_pool *p, int64_t now) {
     p->force_sup = 0;
     p->next_timeout = GF_FOREVER;
     for (size_t k = 0; k < p->nret;) {
-        if (gf_proc_wait(&p->ret[k], 0) == 0 || p->ret[k].reaped) {
+        int rc = gf_proc_wait(&p->ret[k], 0);
+        if (rc == 0 || rc == GF_ECHILD || p->ret[k].reaped) {
             gf_proc_close(&p->ret[k]);
             p->ret[k] = p->ret[--p->nret];
         } else
@@ -776,6 +781,7 @@ int gf_pool_submit(gf_pool *p, const struct iovec *iov, int iovcnt, int64_t time
     e->len = len;
     e->timeout_ns = timeout_ns;
     e->retries = retries;
+    e->cancelled = 0;
     e->worker = -1;
     e->seq = 0;
     e->gen = 0;
@@ -944,13 +950,17 @@ int gf_pool_cancel(gf_pool *p, uint64_t id) {
         rc = 0;
         goto out;
     }
-    if (want == GF__CLAIM(e->seq, GF__CL_REVOKED)) { /* its worker is dying: requeue path */
-        rc = 1;
+    if (want == GF__CLAIM(e->seq, GF__CL_REVOKED)) {
+        /* Queued behind a task whose worker is being killed: it never ran; when the death is
+         * handled it is reported cancelled instead of dispatched again. */
+        e->cancelled = 1;
+        rc = 0;
         goto out;
     }
     /* Started. Its result may be in the ring already. */
+    uint32_t idx = e->idx;
     gf__drain(p);
-    if (p->tab[e->idx] != e) {
+    if (p->tab[idx] != e) {
         rc = GF_ESRCH;
         goto out;
     }
@@ -1032,6 +1042,7 @@ int gf_pool_join(gf_pool *p, int64_t deadline) {
     struct pollfd *pf = calloc(p->opt.max_workers, sizeof *pf);
     if (!pf) return GF_ENOMEM;
     int rc;
+    int64_t since = gf_now_ns();
     for (;;) {
         gf__lock(p);
         if (!p->closing) {
@@ -1070,6 +1081,10 @@ int gf_pool_join(gf_pool *p, int64_t deadline) {
         struct timespec ts = {left / 1000000000, left % 1000000000};
         /* A pidfd may be closed by another thread meanwhile: the wait is bounded anyway. */
         if (ppoll(pf, n, &ts, NULL) < 0 && errno == EINTR) {
+            rc = GF_EINTR;
+            break;
+        }
+        if (gf__interrupt_due(since)) { /* let the embedding runtime check its signals */
             rc = GF_EINTR;
             break;
         }

@@ -126,20 +126,25 @@ int gf_proc_wait(gf_proc *p, int64_t deadline) {
         if (r) return r < 0 ? r : 0;
         int64_t now = gf_now_ns();
         if (deadline <= now) return GF_ETIMEDOUT;
+        bool sliced;
+        int64_t until = gf__sleep_until(deadline, &sliced);
+        if (sliced && until <= now) return GF_EINTR;
         struct timespec ts, *tsp = NULL;
-        int64_t left = deadline - now;
+        int64_t left = until - now;
         if (p->pidfd < 0 && left > 10000000) left = 10000000; /* no pidfd: poll every 10 ms */
-        if (deadline != GF_FOREVER || p->pidfd < 0) {
+        if (until != GF_FOREVER || p->pidfd < 0) {
             ts.tv_sec = left / 1000000000;
             ts.tv_nsec = left % 1000000000;
             tsp = &ts;
         }
         struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
         /* A negative fd is ignored by ppoll: then this is a plain interruptible sleep. */
-        if (ppoll(&pfd, 1, tsp, NULL) < 0) {
+        int pr = ppoll(&pfd, 1, tsp, NULL);
+        if (pr < 0) {
             if (errno == EINTR) return GF_EINTR;
             return gf__errno_code(errno);
         }
+        if (pr == 0 && sliced) return GF_EINTR; /* the next call reaps it if it exited */
     }
 }
 

@@ -92,6 +92,7 @@ typedef struct gf__ring {
     /* line 3: cold */
     GF_ALIGNED(64) uint64_t efd_dev; /* identity of the eventfd (fstat) */
     uint64_t efd_ino;
+    uint64_t nonce;                  /* distinguishes rings created at the same address */
     GF_ALIGNED(64) unsigned char data[];
 } gf__ring;
 
@@ -144,12 +145,14 @@ static inline bool gf__closed(const gf__ring *r) {
 /* Is the ring's eventfd number valid in this process? It is if this process created the ring
  * or was forked from one that had it. A process that attached by exec may hold an unrelated fd
  * with that number: writing 8 bytes into it would corrupt somebody's stream, so the fd is
- * checked (fstat identity) once per (thread, ring, fd, pid) and the verdict cached. */
+ * checked (fstat identity) once per (thread, ring, nonce, fd, pid) and the verdict cached; the
+ * nonce tells a new ring created at the address of a destroyed one. */
 static bool gf__efd_usable(const gf__ring *r) {
     int fd = r->efd;
     if (fd < 0) return false;
     static __thread struct {
         const void *ring;
+        uint64_t nonce;
         int fd;
         pid_t pid;
         bool ok;
@@ -157,12 +160,15 @@ static bool gf__efd_usable(const gf__ring *r) {
     static __thread unsigned next;
     pid_t pid = getpid();
     for (unsigned i = 0; i < 8; i++)
-        if (cache[i].ring == r && cache[i].fd == fd && cache[i].pid == pid) return cache[i].ok;
+        if (cache[i].ring == r && cache[i].nonce == r->nonce && cache[i].fd == fd &&
+            cache[i].pid == pid)
+            return cache[i].ok;
     struct stat st;
     bool ok = fstat(fd, &st) == 0 && (uint64_t)st.st_dev == r->efd_dev &&
               (uint64_t)st.st_ino == r->efd_ino;
     unsigned i = next++ & 7;
     cache[i].ring = r;
+    cache[i].nonce = r->nonce;
     cache[i].fd = fd;
     cache[i].pid = pid;
     cache[i].ok = ok;
@@ -253,8 +259,12 @@ int gf_ring_create(gf_arena *a, size_t capacity, uint64_t maxitems, uint32_t fla
     r->efd = efd;
     r->efd_pid = (int32_t)getpid();
     if (efd >= 0) {
+        static _Atomic uint64_t counter;
         r->efd_dev = (uint64_t)st.st_dev;
         r->efd_ino = (uint64_t)st.st_ino;
+        /* relaxed: uniqueness only. pid, time and a per-process counter. */
+        r->nonce = ((uint64_t)getpid() << 40) ^ (uint64_t)gf_now_ns() ^
+                   (atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed) << 20);
     }
     gf_mutex_init(&r->pmutex, 0);
     gf_mutex_init(&r->cmutex, 0);

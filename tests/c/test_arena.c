@@ -22,10 +22,17 @@ static uint64_t rnd(void) { /* xorshift64* */
     return rng_state * 2685821657736338717ull;
 }
 
-/* GF_TEST_RESERVE overrides the default reserve (valgrind cannot map 64 GiB). */
+/* The reserve for "default" arenas: GF_TEST_RESERVE if set, 1 GiB under valgrind (it cannot
+ * map 64 GiB), else 0 (GF_ARENA_DEFAULT_RESERVE). */
+static size_t test_reserve(void) {
+    if (getenv("GF_TEST_RESERVE")) return (size_t)strtoull(getenv("GF_TEST_RESERVE"), 0, 0);
+    if (getenv("GF_TEST_VALGRIND")) return (size_t)1 << 30;
+    return 0;
+}
+
 static gf_arena *mk(size_t reserve) {
     gf_arena *a = NULL;
-    if (reserve == 0 && getenv("GF_TEST_RESERVE")) reserve = strtoull(getenv("GF_TEST_RESERVE"), 0, 0);
+    if (reserve == 0) reserve = test_reserve();
     ASSERT_OK(gf_arena_create(reserve, &a));
     ASSERT(a != NULL);
     return a;
@@ -60,7 +67,7 @@ static void reap_ok(pid_t pid) {
 TEST(create_and_accessors) {
     gf_arena *a = mk(0);
     ASSERT(gf_arena_fd(a) >= 0);
-    if (!getenv("GF_TEST_RESERVE")) ASSERT_EQ(gf_arena_size(a), GF_ARENA_DEFAULT_RESERVE);
+    if (!test_reserve()) ASSERT_EQ(gf_arena_size(a), GF_ARENA_DEFAULT_RESERVE);
     ASSERT(gf_arena_base(a) != NULL);
     ASSERT(gf_arena_slot(a) < GF_ARENA_MAX_PROCS);
     uint32_t id = gf__self_ident(a);
@@ -187,6 +194,7 @@ TEST(stats) {
         char c = 1;
         if (write(pfd[1], &c, 1) != 1) _exit(91);
         if (read(qfd[0], &c, 1) != 1) _exit(92);
+        gf_arena_detach(a);
         _exit(0);
     }
     char c;
@@ -736,7 +744,7 @@ TEST(process_table_full) {
  * robust mutex belongs to a thread, so a holder thread keeps the life lock). */
 static void *create_in_thread(void *arg) {
     gf_arena **out = arg;
-    if (gf_arena_create(0, out) != 0) *out = NULL;
+    if (gf_arena_create(test_reserve(), out) != 0) *out = NULL;
     return NULL;
 }
 
@@ -761,7 +769,6 @@ static void check_dead_arg(gf_arena *a, void *arg) {
 TEST(attach_from_a_thread_that_exits) {
     gf_arena *a = NULL;
     pthread_t th;
-    if (getenv("GF_TEST_RESERVE")) return; /* (create_in_thread uses the default reserve) */
     ASSERT(pthread_create(&th, NULL, create_in_thread, &a) == 0);
     ASSERT(pthread_join(th, NULL) == 0);
     ASSERT(a != NULL);

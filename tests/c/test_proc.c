@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
 
@@ -269,6 +270,36 @@ TEST(many_children) {
         ASSERT_EQ(code, i);
         gf_proc_close(&ps[i]);
     }
+}
+
+/* Documents a Linux rule (see gilfree.h): PDEATHSIG follows the forking *thread*. */
+static int armed[2];
+static void *fork_in_thread(void *arg) {
+    gf_proc *p = arg;
+    int r = gf_proc_fork(p, GF_PROC_DIE_WITH_PARENT);
+    if (r == 1) {
+        char c = 1; /* PDEATHSIG is armed once gf_proc_fork returned in the child */
+        if (write(armed[1], &c, 1) != 1) _exit(20);
+        sleep_forever();
+    }
+    char c;
+    if (r == 0 && read(armed[0], &c, 1) != 1) p->pid = -1;
+    return NULL;
+}
+
+TEST(die_with_parent_follows_the_forking_thread) {
+    gf_proc p;
+    memset(&p, 0, sizeof p);
+    ASSERT(pipe(armed) == 0);
+    pthread_t th;
+    ASSERT(pthread_create(&th, NULL, fork_in_thread, &p) == 0);
+    ASSERT(pthread_join(th, NULL) == 0); /* the forking thread is gone */
+    ASSERT(p.pid > 0);
+    ASSERT_OK(gf_proc_wait(&p, gf_deadline_after(10000 * MS)));
+    int code;
+    ASSERT_OK(gf_proc_exitcode(&p, &code));
+    ASSERT_EQ(code, -SIGKILL);
+    gf_proc_close(&p);
 }
 
 TEST_MAIN()

@@ -1,0 +1,230 @@
+/*
+ * ext.h -- shared declarations of the CPython extension gilfree._core.
+ *
+ * One file per Python type; each exports `int gf_<type>_init(PyObject *module, gf_state *st)`
+ * which creates its heap type (PyType_FromModuleAndSpec), stores it in the module state and
+ * adds it to the module. module.c calls them in order (GF_EXT_INITS below).
+ *
+ * h4 (transport/Queue/Pipe): h5-sync wrote handle.c, a common base for handles on shared gf_obj
+ * objects (refcount, fork, pickling with a reference for the receiver, undo through your
+ * gf_transport_on_abort). See "shared handles" below; your Ring type may embed GF_HANDLE_HEAD.
+ */
+#ifndef GF_EXT_H
+#define GF_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "gilfree.h"
+
+/* ------------------------------------------------------------------ module state */
+
+typedef struct gf_state {
+    gf_arena *arena;       /* this process's handle to the process tree's arena */
+    pid_t arena_pid;       /* getpid() when the arena slot was taken (fork detection) */
+
+    /* exceptions (module attributes too) */
+    PyObject *OwnerDeadError;   /* RuntimeError: a lock holder died; the lock is now yours */
+    PyObject *ProtocolError;    /* RuntimeError: a malformed message from another process */
+
+    /* cached callables for the transport (set by transport.c) */
+    PyObject *pickle_dumps;
+    PyObject *pickle_loads;
+    PyObject *PickleBuffer;
+
+    /* heap types, one per src/ext file (each init fills its own) */
+    PyTypeObject *SharedHandle_type;
+    PyTypeObject *Queue_type;
+    PyTypeObject *Mutex_type;
+    PyTypeObject *Semaphore_type;
+    PyTypeObject *Event_type;
+    PyTypeObject *Condition_type;
+    PyTypeObject *Barrier_type;
+    PyTypeObject *SharedBuffer_type;
+    PyTypeObject *BlockView_type;
+    PyTypeObject *Dict_type;
+    PyTypeObject *List_type;
+    PyTypeObject *Pool_type;
+    PyTypeObject *Proc_type;
+} gf_state;
+
+extern PyModuleDef gf_module_def;
+
+/* The module state for an instance of one of our types (or a Python subclass of one).
+ * Never fails for our instances. */
+static inline gf_state *gf_state_of(PyObject *self) {
+    PyObject *m = PyType_GetModuleByDef(Py_TYPE(self), &gf_module_def);
+    return m ? (gf_state *)PyModule_GetState(m) : NULL;
+}
+static inline gf_state *gf_state_of_type(PyTypeObject *tp) {
+    PyObject *m = PyType_GetModuleByDef(tp, &gf_module_def);
+    return m ? (gf_state *)PyModule_GetState(m) : NULL;
+}
+
+/* ------------------------------------------------------------------ errors (errors.c) */
+
+/* Raise the Python exception for core error `err`, with a message "<what>: <gf_strerror>".
+ * The mapping (the only one in the extension):
+ *   EINVAL, EMSGSIZE, EOVERFLOW -> ValueError     ENOMEM, ENOSPC -> MemoryError
+ *   ETIMEDOUT -> TimeoutError                      EPIPE -> BrokenPipeError
+ *   EOWNERDEAD -> gilfree.OwnerDeadError           EBADMSG -> gilfree.ProtocolError
+ *   EPERM -> PermissionError  ESRCH -> ProcessLookupError  ECHILD -> ChildProcessError
+ *   EAGAIN -> BlockingIOError  ECANCELED -> concurrent.futures.CancelledError
+ *   ENOSYS -> NotImplementedError  others -> OSError(errno)
+ * GF_EINTR: an exception from the signal handler is already set; returns NULL leaving it.
+ * Types may override the exception for a code where the standard library raises something
+ * specific (queue.Empty, ...): they check the code before calling this.
+ * Result: always NULL (for `return gf_raise(...)`). */
+PyObject *gf_raise(gf_state *st, int err, const char *what);
+/* Same, returning -1 (for int-returning slots). */
+int gf_raise_int(gf_state *st, int err, const char *what);
+
+/* ------------------------------------------------------------------ blocking calls */
+
+/* Run `expr` (a core call returning int) with the GIL released; when it returns GF_EINTR, run
+ * the signal handlers (PyErr_CheckSignals) and retry with the same deadline -- unless a handler
+ * raised (Ctrl-C -> KeyboardInterrupt), in which case rc stays GF_EINTR with the exception set.
+ * Use an absolute deadline so that the retries do not extend the timeout. */
+#define GF_BLOCKING(rc, expr)                                                                  \
+    do {                                                                                       \
+        for (;;) {                                                                             \
+            Py_BEGIN_ALLOW_THREADS(rc) = (expr);                                               \
+            Py_END_ALLOW_THREADS if ((rc) != GF_EINTR) break;                                  \
+            if (PyErr_CheckSignals() < 0) break;                                               \
+        }                                                                                      \
+    } while (0)
+
+/* Turn (block, timeout) as the standard library takes them into a deadline.
+ * timeout None -> GF_FOREVER; a number (float or int, seconds) -> now + timeout;
+ * block false -> 0 (never block) whatever the timeout.
+ * Fails (returns -1, ValueError set): negative timeout ("'timeout' must be a non-negative
+ * number"), NaN; TypeError for a non-number. */
+int gf_deadline_arg(PyObject *timeout, int block, int64_t *deadline);
+
+/* ------------------------------------------------------------------ fork */
+
+/* Make sure this process has its own slot in the arena (after a fork that did not go through
+ * our at-fork hook). Cheap: compares getpid(). Result 0, or -1 with an exception set. */
+int gf_ensure_attached(gf_state *st);
+
+/* Fork for Process / Pool workers: PyOS_BeforeFork, gf_proc_fork, PyOS_AfterFork_* and the
+ * arena slot of the child. Result: 0 in the parent (p filled), 1 in the child; -1 with an
+ * exception set. */
+int gf_fork(gf_state *st, gf_proc *p, uint32_t flags);
+
+/* ------------------------------------------------------------------ shared handles (h5-sync)
+ * handle.c: a common base for Python handles on shared gf_obj objects. Embed GF_HANDLE_HEAD as
+ * the first member of your object struct (after nothing: it includes PyObject_HEAD); call
+ * gf_handle_create (new object) or gf_handle_rebuild (in a METH_CLASS `_rebuild(off, ...)`);
+ * gf_handle_release in tp_dealloc; return gf_handle_reduce(self, extra_args) from __reduce__
+ * (pickle -> (type(self)._rebuild, (off, *extra)), a reference taken for the receiver and
+ * dropped again through gf_transport_on_abort if the message is not sent). Fork is handled:
+ * a before-fork hook takes a reference per live handle for the child. */
+typedef struct gf_handle {
+    PyObject_HEAD
+    gf_off off;                     /* the shared object; this handle holds one reference */
+    void *ptr;                      /* gf_ptr(arena, off) in this process */
+    gf_state *st;                   /* the module state (cached: hot paths skip the lookup) */
+    pid_t owner;                    /* pid that owns the reference (0: none, do not decref) */
+    int forking;                    /* a reference was taken for a child being forked */
+    struct gf_handle *prev, *next;  /* this process's registry of live handles */
+} gf_handle;
+#define GF_HANDLE_HEAD gf_handle h
+/* The module state of a live handle (cached in it). */
+#define GF_HST(self) (((gf_handle *)(self))->st)
+
+/* New shared object (refs = 1, owned by h) of `size` bytes (>= sizeof(gf_obj)); the caller
+ * initialises the payload. Result 0, or -1 with an exception set. */
+int gf_handle_create(gf_state *st, gf_handle *h, uint32_t type, size_t size);
+/* Own a reference that a sender took for us; checks off names a live object of `type`.
+ * Result 0, or -1 with gilfree.ProtocolError set. */
+int gf_handle_adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type);
+/* Drop h's reference (tp_dealloc). Safe on a zeroed handle. */
+void gf_handle_release(gf_state *st, gf_handle *h);
+/* Take a reference for a receiver (pickling). Result 0, or -1 with an exception set. */
+int gf_handle_ref_for_receiver(gf_state *st, gf_handle *h);
+/* __reduce__: (type(self)._rebuild, (off, *extra)[, instance dict]). extra may be NULL. */
+PyObject *gf_handle_reduce(PyObject *self, PyObject *extra);
+/* For `_rebuild` classmethods: a new instance of cls (tp_alloc, so zeroed) owning the
+ * received reference to `offarg` (a Python int). Result: new reference or NULL. */
+PyObject *gf_handle_rebuild(PyTypeObject *cls, PyObject *offarg, uint32_t type);
+/* Drop every reference held by this process's handles (a forked child about to _exit). */
+void gf_handles_release_all(gf_state *st);
+/* Same, for a process about to _exit() right away (does not mark the handles released). */
+void gf_handles_release_at_exit(gf_state *st);
+/* Parse multiprocessing's (block=True, timeout=None) from a METH_FASTCALL|METH_KEYWORDS call
+ * into a deadline (gf_deadline_arg). Result 0 or -1 with an exception set. */
+int gf_parse_block_timeout(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                           const char *fname, int64_t *deadline);
+
+/* GF_BLOCKING with the sleep cut into slices of GF_SIGNAL_SLICE_NS: between slices the GIL is
+ * taken back and PyErr_CheckSignals() runs. This closes the window in which a Ctrl-C that
+ * arrives after the last check but before the futex sleep (or is taken by another thread)
+ * would go unnoticed until the wait ends. `dl` is the name of the slice deadline variable that
+ * `expr` must use. Only for waits that re-check their condition on every call (lock,
+ * semaphore, event, process): not for condition waits (a slice boundary could lose a notify). */
+#define GF_SIGNAL_SLICE_NS 100000000 /* 100 ms */
+#define GF_BLOCKING_SLICED(rc, deadline, dl, expr)                                             \
+    do {                                                                                       \
+        for (;;) {                                                                             \
+            int64_t dl = (deadline);                                                           \
+            int64_t gf__now_ = gf_now_ns();                                                    \
+            if (dl - gf__now_ > GF_SIGNAL_SLICE_NS) dl = gf__now_ + GF_SIGNAL_SLICE_NS;         \
+            Py_BEGIN_ALLOW_THREADS(rc) = (expr);                                               \
+            Py_END_ALLOW_THREADS if ((rc) == GF_ETIMEDOUT && dl != (deadline)) {               \
+                if (PyErr_CheckSignals() < 0) {                                                \
+                    (rc) = GF_EINTR;                                                           \
+                    break;                                                                     \
+                }                                                                              \
+                continue;                                                                      \
+            }                                                                                  \
+            if ((rc) != GF_EINTR) break;                                                       \
+            if (PyErr_CheckSignals() < 0) break;                                               \
+        }                                                                                      \
+    } while (0)
+
+/* Lock/RLock core type (mutex.c): used by condition.c. */
+typedef struct gf_mutex_obj {
+    GF_HANDLE_HEAD;
+} gf_mutex_obj;
+#define GF_MUTEX_OF(o) ((gf_mutex *)((char *)((gf_handle *)(o))->ptr + sizeof(gf_obj)))
+/* Acquire with the GIL released (tries without releasing it first). On GF_EOWNERDEAD releases
+ * the lock again and raises OwnerDeadError. Result 1 acquired, 0 timed out, -1 exception. */
+int gf_mutex_obj_acquire(gf_state *st, PyObject *self, int64_t deadline);
+/* Release with the standard library's errors. Result 0 or -1. */
+int gf_mutex_obj_release(gf_state *st, PyObject *self);
+
+int gf_handle_init(PyObject *m, gf_state *st);
+int gf_mutex_init_type(PyObject *m, gf_state *st);
+int gf_semaphore_init(PyObject *m, gf_state *st);
+int gf_event_init_type(PyObject *m, gf_state *st);
+int gf_condition_init(PyObject *m, gf_state *st);
+int gf_buffer_init(PyObject *m, gf_state *st);
+int gf_proc_init_type(PyObject *m, gf_state *st);
+#define GF_SYNC_INITS                                                                          \
+    gf_handle_init, gf_mutex_init_type, gf_semaphore_init, gf_event_init_type,                 \
+        gf_condition_init, gf_buffer_init, gf_proc_init_type,
+
+/* ------------------------------------------------------------------ type inits */
+
+int gf_errors_init(PyObject *m, gf_state *st);
+
+/* h4-queue: transport.c, blockview.c, queue.c (declared in transport.h) */
+int gf_transport_init(PyObject *m, gf_state *st);
+int gf_blockview_init(PyObject *m, gf_state *st);
+int gf_ring_type_init(PyObject *m, gf_state *st);
+#define GF_QUEUE_INITS gf_transport_init, gf_blockview_init, gf_ring_type_init,
+
+/* Each type file adds its init here (and its file to ext_src in meson.build). */
+/* h9-pypool: pool.c (gilfree._core.Pool) */
+int gf_pool_init_type(PyObject *m, gf_state *st);
+#define GF_POOL_INITS gf_pool_init_type,
+
+/* h10-shared: SharedDict, SharedList (dict.c, list.c; helpers in container.h) */
+int gf_dict_type_init(PyObject *m, gf_state *st);
+int gf_list_type_init(PyObject *m, gf_state *st);
+#define GF_SHARED_INITS gf_dict_type_init, gf_list_type_init,
+
+#define GF_EXT_INITS gf_errors_init, GF_SYNC_INITS GF_QUEUE_INITS GF_POOL_INITS GF_SHARED_INITS
+
+#endif /* GF_EXT_H */

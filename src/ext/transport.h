@@ -1,0 +1,77 @@
+/*
+ * transport.h -- Python object <-> gilfree frame (see DESIGN.md "Frames").
+ *
+ * Encoding: exact bytes, str, int (int64), float, None and bytearray skip pickle; everything
+ * else is pickled (protocol 5). PickleBuffers of at least GF_OOB_MIN bytes are copied once
+ * into arena blocks referenced by the frame; smaller ones stay in the pickle stream.
+ * Decoding: the frame is validated (gf_frame_parse); out-of-band buffers are handed to
+ * pickle.loads as memoryviews of BlockView objects (zero-copy; the block is freed when the
+ * last view goes away).
+ */
+#ifndef GF_TRANSPORT_H
+#define GF_TRANSPORT_H
+
+#include "ext.h"
+
+/* Out-of-band threshold: buffers this large go to their own arena block. */
+#define GF_OOB_MIN ((Py_ssize_t)64 << 10)
+
+typedef struct gf_enc {
+    gf_frame_hdr hdr;
+    struct iovec iov[3]; /* header, body, buffer table */
+    int iovcnt;
+    size_t total;        /* bytes in iov */
+    char scalar[8];      /* body of INT / FLOAT frames */
+    PyObject *keep;      /* owned: the object holding the body (pickle bytes, utf-8 bytes) */
+    Py_buffer view;      /* bytearray body, exported (so it cannot be resized meanwhile) */
+    int has_view;
+    gf_frame_buf *bufs;  /* out-of-band buffers (arena blocks owned until sent) */
+    uint32_t nbufs;
+    gf_frame_buf bufs_small[4];
+    PyObject *undo;      /* owned: list of (callable, args) run if the message is not sent */
+} gf_enc;
+
+/* Encode `obj` (kind: GF_FRAME_RAW to send a bytes-like object's bytes as RAW, else -1 for
+ * "choose"). Result 0 with *e filled (call gf_enc_done after the put), or -1 with an exception
+ * set (pickling failed; nothing to undo). */
+int gf_encode(gf_state *st, PyObject *obj, int raw, gf_enc *e);
+
+/* Release what gf_encode holds. `sent` 0: the message never made it into a ring: free the
+ * out-of-band blocks and run the undo actions (references taken for a receiver). Never fails
+ * (an undo error is written as unraisable). */
+void gf_enc_done(gf_state *st, gf_enc *e, int sent);
+
+/* Copy the whole frame of `e` into dst (e->total bytes). */
+void gf_enc_flatten(const gf_enc *e, char *dst);
+
+/* Decode a message taken from a ring. Takes ownership of msg->block and of the frame's
+ * out-of-band blocks (freed here or by BlockView). `raw_as` says what a RAW frame becomes:
+ * 0 -> bytes, 1 -> pickle.loads(bytes) (Connection.recv on a send_bytes message).
+ * Result: a new reference, or NULL with an exception set (the message is consumed anyway). */
+PyObject *gf_decode(gf_state *st, gf_msg *msg, int raw_as);
+
+/* Parse a message as a frame; raises ProtocolError on failure. Result 0 or -1. Does not
+ * release anything. */
+int gf_decode_frame(gf_state *st, const gf_msg *msg, gf_frame *fr);
+
+/* Free a message that will not be decoded: its block and any out-of-band blocks it names
+ * (if it parses). */
+void gf_msg_discard(gf_state *st, gf_msg *msg);
+
+/* Re-encode an object as the bytes Connection.recv_bytes returns for it (pickle). */
+PyObject *gf_pickle_bytes(gf_state *st, PyObject *obj);
+
+/* Reducers of shared handles call this to register an undo action (callable(*args)) with the
+ * encode running in this thread, if any. Result 0, or -1 with an exception set. */
+int gf_transport_on_abort(PyObject *callable, PyObject *args);
+
+/* BlockView (blockview.c): a buffer exporter over an arena block; frees the block at dealloc.
+ * Steals `block` (len bytes of it are exposed). Result: new reference or NULL (the block is
+ * freed on failure). */
+PyObject *gf_blockview_new(gf_state *st, gf_off block, size_t len);
+
+int gf_transport_init(PyObject *m, gf_state *st);
+int gf_blockview_init(PyObject *m, gf_state *st);
+int gf_ring_type_init(PyObject *m, gf_state *st);
+
+#endif /* GF_TRANSPORT_H */

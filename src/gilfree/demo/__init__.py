@@ -1,0 +1,251 @@
+"""``python -m gilfree demo``: the seed workloads, run serially, with threads, with the
+standard library's Pool and with gilfree, side by side (issue 5).
+
+    python -m gilfree demo [--quick] [--out DIR] [--workers N] [--lines N] [--count N]
+                           [--frames N] [--input-log PATH] [--input-gif PATH]
+
+Writes to --out: the generated inputs (unless given), ascii_kitten.gif, demo.png (chart),
+results.json and results.md.  Exit status 0 when every variant that ran gave the same answer
+as the serial run, 1 otherwise.
+
+The workloads (pure functions, data generators) are in ``workloads``; how they are run is in
+``runners`` (one class per way of running), the table / chart in ``report``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+from . import report, runners, workloads
+
+__all__ = ["main", "add_arguments", "run"]
+
+FULL = {"lines": 1_000_000, "frames": 48, "size": (320, 240), "count": 50_000_000}
+QUICK = {"lines": 200_000, "frames": 24, "size": (320, 240), "count": 10_000_000}
+
+
+def add_arguments(p):
+    p.add_argument("--input-log", metavar="PATH",
+                   help="JSON-lines request log (default: generate one in --out)")
+    p.add_argument("--input-gif", metavar="PATH",
+                   help="animated GIF (default: generate one in --out)")
+    p.add_argument("--out", metavar="DIR", default="demo-out",
+                   help="output directory (default: ./demo-out)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                   help="worker processes / threads (default: CPU count, %(default)s here)")
+    p.add_argument("--lines", type=int, help="log lines to generate (default 1,000,000)")
+    p.add_argument("--frames", type=int, help="GIF frames to generate (default 48)")
+    p.add_argument("--count", type=int, help="countdown total (default 50,000,000)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (finishes in well under 30 s)")
+    p.add_argument("--repeat", type=int, default=1, metavar="R",
+                   help="run each variant R times in its session, report the median (default 1)")
+    p.add_argument("--only", metavar="W[,W]",
+                   help="run only these workloads: log, gif, countdown")
+    return p
+
+
+def _inputs(args):
+    sizes = dict(QUICK if args.quick else FULL)
+    for k in ("lines", "frames", "count"):
+        if getattr(args, k) is not None:
+            sizes[k] = getattr(args, k)
+    return sizes
+
+
+REPEAT = [1]  # set by run(): runs per variant (the median is reported)
+
+
+def _case(results, workload, variant, runner, fn, check, workers):
+    """Run one variant: ``fn(session)`` inside the runner's session, timed; ``check(value)``
+    returns (ok, note).  Appends a result dict and returns the value (or None)."""
+    res = {"workload": workload, "variant": variant, "runner": runner.name,
+           "seconds": None, "status": "skipped", "note": ""}
+    results.append(res)
+    ok, why = runner.available()
+    if not ok:
+        res["note"] = why
+        print("  %-52s skipped: %s" % (workload + " / " + variant, why), flush=True)
+        return None
+    label = workload + " / " + variant
+    try:
+        with runner.session(workers) as s:
+            times = []
+            for _ in range(max(1, REPEAT[0])):
+                with report.Progress(label):
+                    t0 = time.perf_counter()
+                    value = fn(s)
+                    times.append(time.perf_counter() - t0)
+            res["seconds"] = sorted(times)[len(times) // 2]
+            if len(times) > 1:
+                res["runs"] = times
+    except runners.Unsupported as e:
+        res["note"] = str(e)
+        print("  %-52s skipped: %s" % (label, e), flush=True)
+        return None
+    except Exception as e:  # report, keep going with the other variants
+        res["status"] = "failed"
+        res["note"] = "%s: %s" % (type(e).__name__, e)
+        print("  %-52s FAILED: %s" % (label, res["note"]), flush=True)
+        return None
+    good, note = check(value)
+    res["status"] = "ok" if good else "WRONG"
+    res["note"] = note
+    print("  %-52s %8.3f s  %s%s" % (label, res["seconds"], res["status"],
+                                      (" (" + note + ")") if note else ""), flush=True)
+    return value
+
+
+def _speedups(results):
+    serial = {r["workload"]: r["seconds"] for r in results
+              if r["runner"] == "serial" and r["seconds"]}
+    for r in results:
+        base = serial.get(r["workload"])
+        r["speedup"] = (base / r["seconds"]) if (base and r["seconds"]) else None
+
+
+def _log_workload(args, sizes, results):
+    out = args.out
+    path = args.input_log
+    if not path:
+        path = os.path.join(out, "requests-%d.log" % sizes["lines"])
+        if not os.path.exists(path):
+            print("generating %s (%d lines)..." % (path, sizes["lines"]), flush=True)
+            workloads.generate_log(path, sizes["lines"])
+    n = workloads.log_line_count(path)
+    wl = "log analytics (%s lines)" % format(n, ",")
+    print("%s: %s" % (wl, path), flush=True)
+    expected = {}
+
+    def tutorial(s):  # the tutorial's code: readlines() then map(get_ip, lines)
+        return workloads.count_ips(s.map(workloads.get_ip, workloads.read_lines(path)))
+
+    def by_file(s):  # file-aware map: workers read their own byte ranges
+        return workloads.count_ips(s.map_lines(workloads.get_ip, path))
+
+    def check(counter):
+        if "serial" not in expected:
+            expected["serial"] = counter
+            top = counter.most_common(1)[0] if counter else ("-", 0)
+            return True, "top IP %s x%d, %d distinct" % (top[0], top[1], len(counter))
+        return (counter == expected["serial"],
+                "counts equal" if counter == expected["serial"] else "counts DIFFER")
+
+    w = args.workers
+    _case(results, wl, "serial", runners.SerialRunner(), tutorial, check, w)
+    _case(results, wl, "stdlib Pool.map", runners.PoolRunner(), tutorial, check, w)
+    _case(results, wl, "gilfree Pool.map", runners.GilfreePoolRunner(), tutorial, check, w)
+    _case(results, wl, "gilfree map_lines", runners.GilfreePoolRunner(), by_file, check, w)
+    return expected.get("serial")
+
+
+def _gif_workload(args, sizes, results):
+    out = args.out
+    path = args.input_gif
+    if not path:
+        path = os.path.join(out, "kitten-%d.gif" % sizes["frames"])
+        if not os.path.exists(path):
+            print("generating %s (%d frames)..." % (path, sizes["frames"]), flush=True)
+            workloads.generate_gif(path, sizes["frames"], sizes["size"])
+    frames = workloads.load_frames(path)
+    wl = "ASCII GIF (%d frames %dx%d)" % ((len(frames),) + frames[0].size)
+    print("%s: %s" % (wl, path), flush=True)
+    expected = {}
+
+    def convert(s):
+        return s.map(workloads.ascii, frames)
+
+    def check(ascii_frames):
+        digests = [workloads.frame_digest(f) for f in ascii_frames]
+        if "serial" not in expected:
+            expected["serial"] = digests
+            expected["frames"] = ascii_frames
+            return True, "%d frames" % len(digests)
+        same = digests == expected["serial"]
+        return same, "frames equal" if same else "frames DIFFER"
+
+    w = args.workers
+    _case(results, wl, "serial", runners.SerialRunner(), convert, check, w)
+    _case(results, wl, "stdlib Pool.map", runners.PoolRunner(), convert, check, w)
+    _case(results, wl, "gilfree Pool.map", runners.GilfreePoolRunner(), convert, check, w)
+    if expected.get("frames"):
+        dest = os.path.join(out, "ascii_kitten.gif")
+        with open(dest, "wb") as handle:
+            workloads.write_frames(handle, expected["frames"])
+        print("  wrote %s" % dest, flush=True)
+
+
+def _countdown_workload(args, sizes, results):
+    count = sizes["count"]
+    w = args.workers
+    parts = workloads.split_count(count, max(2, w))
+    wl = "countdown %s" % format(count, ",")
+    print("%s: split %s" % (wl, parts), flush=True)
+
+    def run(s):  # serial: the parts one after the other; same total work
+        return s.map(workloads.countdown, parts)
+
+    def check(v):
+        return all(x == 0 for x in v), ""
+
+    _case(results, wl, "serial", runners.SerialRunner(), run, check, w)
+    _case(results, wl, "%d threads" % len(parts), runners.ThreadRunner(), run, check, len(parts))
+    _case(results, wl, "stdlib Pool.map", runners.PoolRunner(), run, check, w)
+    _case(results, wl, "gilfree Pool.map", runners.GilfreePoolRunner(), run, check, w)
+
+
+WORKLOADS = {"log": _log_workload, "gif": _gif_workload, "countdown": _countdown_workload}
+
+
+def run(args):
+    """Run the demo for parsed ``args``; returns the exit status."""
+    os.makedirs(args.out, exist_ok=True)
+    REPEAT[0] = args.repeat
+    sizes = _inputs(args)
+    only = args.only.split(",") if args.only else list(WORKLOADS)
+    for name in only:
+        if name not in WORKLOADS:
+            print("unknown workload %r (choose from %s)" % (name, ", ".join(WORKLOADS)),
+                  file=sys.stderr)
+            return 2
+    machine = "%d CPUs, Python %s, %s" % (os.cpu_count() or 0, platform.python_version(),
+                                          platform.platform(terse=True))
+    print("gilfree demo: %d workers; %s" % (args.workers, machine), flush=True)
+    ok, why = runners.GilfreePoolRunner().available()
+    if not ok:
+        print("note: %s -- its rows are skipped" % why, flush=True)
+    results = []
+    t0 = time.perf_counter()
+    for name in only:
+        print(flush=True)
+        WORKLOADS[name](args, sizes, results)
+    _speedups(results)
+    print()
+    print(report.table(results))
+    title = "gilfree demo -- %s, %d workers" % (machine, args.workers)
+    png = report.chart(results, os.path.join(args.out, "demo.png"), title)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"machine": machine, "workers": args.workers, "sizes": sizes,
+                   "results": results}, f, indent=1, default=str)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("%s\n\n%s\n" % (title, report.markdown(results)))
+    print()
+    if png:
+        print("chart: %s" % png)
+    print("results: %s (%.1f s in all)" % (os.path.join(args.out, "results.json"),
+                                          time.perf_counter() - t0))
+    bad = [r for r in results if r["status"] in ("WRONG", "failed")]
+    if bad:
+        print("%d variant(s) gave a wrong answer or failed" % len(bad), file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv=None):
+    """Entry point: ``gilfree.demo.main(["--quick"])``; returns the exit status."""
+    p = add_arguments(argparse.ArgumentParser(prog="python -m gilfree demo",
+                                              description=__doc__.split("\n\n")[0]))
+    return run(p.parse_args(argv))

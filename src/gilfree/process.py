@@ -1,0 +1,230 @@
+"""Processes: :class:`Process` with the standard library's API and behaviour.
+
+``gilfree.Process`` is a :class:`multiprocessing.process.BaseProcess` (so ``name``, ``daemon``,
+``pid``, ``exitcode``, ``join``, ``is_alive``, ``terminate``, ``kill``, ``close``, ``sentinel``,
+subclassing with ``run()``, ``current_process()``, ``active_children()`` and
+``parent_process()`` are the standard library's own code), started by gilfree's Popen classes:
+
+* ``fork`` (the default): :func:`gilfree._core.fork` -- a fork with a pidfd per child: the pidfd
+  is the ``sentinel`` (selectable), ``join(timeout)`` waits on it with the GIL released (Ctrl-C
+  works) and reaps with ``waitid(P_PIDFD)``, signals go through it (no pid-reuse race). The
+  child runs the standard ``BaseProcess._bootstrap`` (exit codes, printed exceptions, stdio
+  flushing, atexit/finalizers as the standard library does them).
+* ``spawn`` and ``forkserver``: the standard library's Popen classes, with the arena's memfd
+  passed to the child (``GILFREE_ARENA_FD``) so that it attaches to the same shared memory and
+  gilfree objects passed to it keep working.
+"""
+
+import os
+import signal
+import threading
+
+from multiprocessing import popen_forkserver as _popen_forkserver
+from multiprocessing import popen_spawn_posix as _popen_spawn
+from multiprocessing import util as _util
+from multiprocessing.process import (BaseProcess, active_children, current_process,
+                                     parent_process)
+
+from gilfree import _core
+
+# _core consumed GILFREE_ARENA_FD (a spawned child of a gilfree process) with unsetenv() at
+# import; drop it from os.environ's snapshot too, so that our own subprocesses do not inherit it.
+os.environ.pop("GILFREE_ARENA_FD", None)
+
+__all__ = ["Process", "ForkProcess", "SpawnProcess", "ForkServerProcess", "current_process",
+           "active_children", "parent_process"]
+
+
+class _ParentSentinel:
+    """The parent_process() sentinel of a forked child: a selectable object whose fileno() (a
+    pidfd of the parent, opened on first use: most children never ask) becomes readable when
+    the parent exits. If the parent is already gone, the read end of a closed pipe."""
+
+    __slots__ = ("_pid", "_fd")
+
+    def __init__(self, parent_pid):
+        self._pid = parent_pid
+        self._fd = None
+
+    def fileno(self):
+        if self._fd is None:
+            fd = None
+            try:
+                if os.getppid() == self._pid:
+                    fd = os.pidfd_open(self._pid)
+                    if os.getppid() != self._pid:  # died (and the pid may be reused) meanwhile
+                        os.close(fd)
+                        fd = None
+            except OSError:
+                fd = None
+            if fd is None:
+                fd, w = os.pipe()
+                os.close(w)
+            self._fd = fd
+        return self._fd
+
+    def __repr__(self):
+        return "<parent sentinel of pid %d>" % self._pid
+
+
+class _ForkPopen:
+    """multiprocessing Popen protocol over :func:`gilfree._core.fork` and a pidfd."""
+
+    method = "fork"
+
+    def __init__(self, process_obj):
+        _util._flush_std_streams()
+        self.returncode = None
+        self.finalizer = None
+        self._launch(process_obj)
+
+    def duplicate_for_child(self, fd):
+        return fd
+
+    def _launch(self, process_obj):
+        parent_pid = os.getpid()
+
+        def child_main():
+            return process_obj._bootstrap(parent_sentinel=_ParentSentinel(parent_pid))
+
+        self._proc = _core.fork(child_main)
+        self.pid = self._proc.pid
+        self.sentinel = self._proc.sentinel
+
+    def poll(self, flag=os.WNOHANG):
+        if self.returncode is None:
+            code = self._proc.poll() if flag & os.WNOHANG else self._proc.wait()
+            if code is not None:
+                self.returncode = code
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            if timeout is not None and timeout < 0:
+                timeout = 0  # the standard library treats a negative join timeout as 0
+            code = self._proc.wait(timeout)
+            if code is not None:
+                self.returncode = code
+        return self.returncode
+
+    def _send_signal(self, sig):
+        if self.returncode is None:
+            self._proc.signal(sig)
+
+    def terminate(self):
+        self._send_signal(signal.SIGTERM)
+
+    def kill(self):
+        self._send_signal(signal.SIGKILL)
+
+    def close(self):
+        if self.finalizer is not None:
+            self.finalizer()
+        self._proc.close()
+
+
+# ---------------------------------------------------------------- spawn / forkserver
+
+_env_lock = threading.RLock()
+
+
+class _ArenaForChild:
+    """While active: GILFREE_ARENA_FD names the arena's memfd in the environment and the fd is
+    added to the fds handed to the next util.spawnv_passfds (whose child then attaches to the
+    same arena when it imports gilfree)."""
+
+    def __init__(self, fds=None):
+        self.fds = fds
+
+    def __enter__(self):
+        _env_lock.acquire()
+        fd = _core.arena_fd()
+        self._old_env = os.environ.get("GILFREE_ARENA_FD")
+        os.environ["GILFREE_ARENA_FD"] = str(fd)
+        self._old_spawn = _util.spawnv_passfds
+        if self.fds is not None:
+            self.fds.append(fd)
+        else:
+            orig = self._old_spawn
+
+            def spawnv_passfds(path, args, passfds):
+                return orig(path, args, list(passfds) + [fd])
+
+            _util.spawnv_passfds = spawnv_passfds
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            _util.spawnv_passfds = self._old_spawn
+            if self._old_env is None:
+                os.environ.pop("GILFREE_ARENA_FD", None)
+            else:
+                os.environ["GILFREE_ARENA_FD"] = self._old_env
+        finally:
+            _env_lock.release()
+
+
+class _SpawnPopen(_popen_spawn.Popen):
+    def _launch(self, process_obj):
+        with _ArenaForChild(self._fds):
+            super()._launch(process_obj)
+
+
+def _ensure_forkserver():
+    """Start the fork server (if it is not running) with the arena's fd and environment, so that
+    it and every child it forks share this process tree's arena."""
+    from multiprocessing import forkserver
+    with _ArenaForChild():
+        forkserver.ensure_running()
+
+
+class _ForkServerPopen(_popen_forkserver.Popen):
+    def _launch(self, process_obj):
+        _ensure_forkserver()
+        super()._launch(process_obj)
+
+
+# ---------------------------------------------------------------- Process classes
+
+class ForkProcess(BaseProcess):
+    _start_method = "fork"
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _ForkPopen(process_obj)
+
+
+class SpawnProcess(BaseProcess):
+    _start_method = "spawn"
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _SpawnPopen(process_obj)
+
+    @staticmethod
+    def _after_fork():
+        pass  # spawned: nothing inherited to fix up
+
+
+class ForkServerProcess(BaseProcess):
+    _start_method = "forkserver"
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _ForkServerPopen(process_obj)
+
+
+class Process(BaseProcess):
+    """multiprocessing.Process, started the way gilfree's current start method says."""
+
+    _start_method = None
+
+    @staticmethod
+    def _Popen(process_obj):
+        from gilfree import context
+        return context._default_context.get_context().Process._Popen(process_obj)
+
+    @staticmethod
+    def _after_fork():
+        from gilfree import context
+        return context._default_context.get_context().Process._after_fork()

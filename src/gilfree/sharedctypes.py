@@ -1,0 +1,243 @@
+"""ctypes objects in shared memory, as :mod:`multiprocessing.sharedctypes`.
+
+``RawValue``, ``RawArray``, ``Value``, ``Array``, ``copy``, ``synchronized``. The storage is a
+:class:`gilfree._core.SharedBuffer` (a zeroed block of the process tree's arena); the ctypes
+object is ``type.from_buffer`` on it. The synchronized wrappers are the standard library's
+classes (``isinstance(v, multiprocessing.sharedctypes.Synchronized)`` holds), with gilfree locks
+(an RLock by default) and a reduction that works for running processes too: Values, Arrays and
+raw ctypes objects can be sent through a gilfree Queue or Pipe, not only passed at creation.
+"""
+
+import copyreg
+import ctypes
+
+from multiprocessing import sharedctypes as _mpsc
+from multiprocessing.reduction import ForkingPickler as _ForkingPickler
+
+from gilfree import _core
+
+__all__ = ["RawValue", "RawArray", "Value", "Array", "copy", "synchronized"]
+
+typecode_to_type = dict(_mpsc.typecode_to_type)
+
+_TYPECODES = "".join(typecode_to_type)
+
+
+def _ctype(typecode_or_type):
+    """The ctypes type for a typecode or a ctypes type; TypeError for anything else."""
+    if isinstance(typecode_or_type, str):
+        try:
+            return typecode_to_type[typecode_or_type]
+        except KeyError:
+            raise TypeError("bad typecode %r: expected one of %r or a ctypes type"
+                            % (typecode_or_type, _TYPECODES)) from None
+    try:
+        ctypes.sizeof(typecode_or_type)
+    except TypeError:
+        raise TypeError("%r is neither a typecode (one of %r) nor a ctypes type"
+                        % (typecode_or_type, _TYPECODES)) from None
+    return typecode_or_type
+
+
+# ---------------------------------------------------------------- storage and pickling
+
+_std_reduce_ctype = _mpsc.reduce_ctype
+
+
+def _reduce_ctype(obj):
+    buf = getattr(obj, "_gf_buffer", None)
+    if buf is not None:
+        if isinstance(obj, ctypes.Array):
+            return _rebuild_ctype, (obj._type_, buf, obj._length_)
+        return _rebuild_ctype, (type(obj), buf, None)
+    if getattr(obj, "_wrapper", None) is not None:  # the standard library's sharedctypes
+        return _std_reduce_ctype(obj)
+    return obj.__reduce__()  # an ordinary ctypes object: pickled by value as usual
+
+
+def _register(type_):
+    if copyreg.dispatch_table.get(type_) is not _reduce_ctype:
+        copyreg.pickle(type_, _reduce_ctype)
+    if _ForkingPickler._extra_reducers.get(type_) is not _reduce_ctype:
+        _ForkingPickler.register(type_, _reduce_ctype)
+
+
+# The standard library registers its reducer with its ForkingPickler for every ctypes type it
+# puts in shared memory (also types ours use: c_int, ...), which would then shadow ours in
+# spawn/forkserver pickling. Make it register ours instead: ours hands its objects back to it.
+_mpsc.reduce_ctype = _reduce_ctype
+
+
+def _rebuild_ctype(type_, buf, length):
+    if length is not None:
+        type_ = type_ * length
+    _register(type_)
+    obj = type_.from_buffer(buf)
+    obj._gf_buffer = buf
+    return obj
+
+
+def _new_value(type_):
+    return _rebuild_ctype(type_, _core.SharedBuffer(ctypes.sizeof(type_)), None)
+
+
+def RawValue(typecode_or_type, *args):
+    """A ctypes object allocated from shared memory (zeroed, then initialised with args)."""
+    type_ = _ctype(typecode_or_type)
+    obj = _new_value(type_)
+    if args:
+        obj.__init__(*args)
+    return obj
+
+
+def RawArray(typecode_or_type, size_or_initializer):
+    """A ctypes array allocated from shared memory: of `size` zeros, or a copy of the
+    initializer sequence."""
+    type_ = _ctype(typecode_or_type)
+    if isinstance(size_or_initializer, int):
+        if size_or_initializer < 0:
+            raise ValueError("array size must be >= 0")
+        return _new_value(type_ * size_or_initializer)
+    type_ = type_ * len(size_or_initializer)
+    result = _new_value(type_)
+    result.__init__(*size_or_initializer)
+    return result
+
+
+def _lock_for(lock, ctx):
+    if lock in (True, None):
+        if ctx is not None:
+            return ctx.RLock()
+        from gilfree.synchronize import RLock
+        return RLock()
+    if not hasattr(lock, "acquire"):
+        raise AttributeError("%r has no method 'acquire'" % lock)
+    return lock
+
+
+def Value(typecode_or_type, *args, lock=True, ctx=None):
+    """A synchronized wrapper (get_lock(), get_obj(), .value) around a RawValue; lock=False
+    returns the raw object, lock=<a Lock/RLock> uses that lock."""
+    obj = RawValue(typecode_or_type, *args)
+    if lock is False:
+        return obj
+    return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
+
+
+def Array(typecode_or_type, size_or_initializer, *, lock=True, ctx=None):
+    """A synchronized wrapper around a RawArray (indexing, slicing, len; .value/.raw for 'c')."""
+    obj = RawArray(typecode_or_type, size_or_initializer)
+    if lock is False:
+        return obj
+    return synchronized(obj, _lock_for(lock, ctx), ctx=ctx)
+
+
+def copy(obj):
+    """A shared copy of a ctypes object."""
+    new_obj = _new_value(type(obj))
+    ctypes.pointer(new_obj)[0] = obj
+    return new_obj
+
+
+# ---------------------------------------------------------------- synchronized wrappers
+
+class SynchronizedBase(_mpsc.SynchronizedBase):
+    def __init__(self, obj, lock=None, ctx=None):
+        if not lock:
+            lock = _lock_for(None, ctx)
+        super().__init__(obj, lock, ctx)
+
+    def __reduce__(self):
+        return synchronized, (self._obj, self._lock)
+
+
+# The accessors take the lock with acquire()/release() rather than `with`: on CPython 3.11 a
+# `with` on a C lock costs ~3x more (bound-method lookups of __enter__/__exit__).
+
+def _make_property(name):
+    def fget(self):
+        lock = self._lock
+        lock.acquire()
+        try:
+            return getattr(self._obj, name)
+        finally:
+            lock.release()
+
+    def fset(self, value):
+        lock = self._lock
+        lock.acquire()
+        try:
+            setattr(self._obj, name, value)
+        finally:
+            lock.release()
+
+    return property(fget, fset)
+
+
+class Synchronized(SynchronizedBase, _mpsc.Synchronized):
+    @property
+    def value(self):
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._obj.value
+        finally:
+            lock.release()
+
+    @value.setter
+    def value(self, value):
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._obj.value = value
+        finally:
+            lock.release()
+
+
+class SynchronizedArray(SynchronizedBase, _mpsc.SynchronizedArray):
+    def __getitem__(self, i):
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._obj[i]
+        finally:
+            lock.release()
+
+    def __setitem__(self, i, value):
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._obj[i] = value
+        finally:
+            lock.release()
+
+
+class SynchronizedString(SynchronizedArray, _mpsc.SynchronizedString):
+    value = _make_property("value")
+    raw = _make_property("raw")
+
+
+_class_cache = {}
+
+
+def synchronized(obj, lock=None, ctx=None):
+    """Wrap a ctypes object in a synchronized wrapper using `lock` (a new RLock if None)."""
+    assert not isinstance(obj, _mpsc.SynchronizedBase), "object already synchronized"
+    if isinstance(obj, ctypes._SimpleCData):
+        return Synchronized(obj, lock, ctx)
+    if isinstance(obj, ctypes.Array):
+        if obj._type_ is ctypes.c_char:
+            return SynchronizedString(obj, lock, ctx)
+        return SynchronizedArray(obj, lock, ctx)
+    cls = type(obj)
+    try:
+        scls = _class_cache[cls]
+    except KeyError:
+        d = {field[0]: _make_property(field[0]) for field in cls._fields_}
+        scls = _class_cache[cls] = type("Synchronized" + cls.__name__, (SynchronizedBase,), d)
+    return scls(obj, lock, ctx)
+
+
+for _t in set(typecode_to_type.values()):
+    _register(_t)
+del _t
