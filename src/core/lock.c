@@ -87,6 +87,7 @@ static int gf__mutex_lock_slow(gf_arena *a, gf_mutex *m, uint32_t ident, int64_t
 
     bool check_owner = true; /* before the first sleep, and after each slice */
     bool slept = false;      /* once we have slept, acquire with the waiters bit set */
+    int64_t since = now;     /* for the interrupt slice (gf_set_interrupt_slice) */
     for (;;) {
         uint32_t w = atomic_load_explicit(wp, memory_order_relaxed);
         if (w == 0) {
@@ -131,6 +132,8 @@ static int gf__mutex_lock_slow(gf_arena *a, gf_mutex *m, uint32_t ident, int64_t
         int r = gf__futex_wait(&m->word, w, until);
         slept = true;
         if (r == GF_EINTR) return GF_EINTR;
+        /* Our death-check slices are shorter than the interrupt slice: honour it here. */
+        if (gf__interrupt_due(since)) return GF_EINTR;
         if (r == GF_ETIMEDOUT) {
             if (until == deadline) {
                 /* One last try, so a lock freed right at the deadline is not missed. */

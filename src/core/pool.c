@@ -787,6 +787,7 @@ int gf_pool_submit(gf_pool *p, const struct iovec *iov, int iovcnt, int64_t time
     e->gen = 0;
     gf__pshared *sh = p->sh;
     int waiting = 0, force = 0;
+    int64_t since = gf_now_ns(); /* for the interrupt slice (gf_set_interrupt_slice) */
     for (;;) {
         uint32_t seen = 0;
         if (waiting) {
@@ -839,7 +840,7 @@ int gf_pool_submit(gf_pool *p, const struct iovec *iov, int iovcnt, int64_t time
         if (deadline < wake) wake = deadline;
         int w = gf__futex_wait(&sh->space_seq, seen, wake);
         atomic_fetch_sub_explicit(GF_A32(&sh->space_waiters), 1, memory_order_relaxed);
-        if (w == GF_EINTR) {
+        if (w == GF_EINTR || gf__interrupt_due(since)) {
             free(e);
             return GF_EINTR;
         }
@@ -865,6 +866,7 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
     if (!p || !out || max == 0) return GF_EINVAL;
     if (max > GF__RX_MSGS) max = GF__RX_MSGS;
     int force = 0, first = 1;
+    int64_t since = gf_now_ns(); /* for the interrupt slice (gf_set_interrupt_slice) */
     for (;;) {
         gf__lock(p);
         if (first) gf__release_given(p);
@@ -914,6 +916,8 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
         int w = gf_ring_wait_readable(p->a, p->sh->results, wake);
         if (w == GF_EINTR) return GF_EINTR;
         if (w == GF_EPIPE) return GF_EPIPE;
+        /* Supervision slices are shorter than the interrupt slice: honour it here. */
+        if (gf__interrupt_due(since)) return GF_EINTR;
         force = w == GF_ETIMEDOUT;
     }
 }

@@ -209,7 +209,10 @@ int gf_cond_wait(gf_arena *a, gf_cond *c, gf_mutex *m, int64_t deadline) {
             /* Acquire: pairs with the notifier's bump. */
             bool moved = atomic_load_explicit(GF_A32(&c->seq), memory_order_acquire) != seq;
             if (r == 0 && !moved) continue; /* spurious futex wake-up */
-            if (r == GF_ETIMEDOUT && moved) r = 0;
+            /* A notify that arrived counts, even if a timeout or a signal (or the interrupt
+             * slice) ended the sleep: returning GF_EINTR would make the caller wait again and
+             * lose it. The signal is handled at the caller's next check anyway. */
+            if ((r == GF_ETIMEDOUT || r == GF_EINTR) && moved) r = 0;
             break;
         }
     }

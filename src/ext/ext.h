@@ -85,11 +85,18 @@ int gf_raise_int(gf_state *st, int err, const char *what);
  * the signal handlers (PyErr_CheckSignals) and retry with the same deadline -- unless a handler
  * raised (Ctrl-C -> KeyboardInterrupt), in which case rc stays GF_EINTR with the exception set.
  * Use an absolute deadline so that the retries do not extend the timeout. */
+/* A wait that timed out also runs the handlers (rc becomes GF_EINTR if one raised): callers
+ * that wait in slices (a timeout per slice) would otherwise never see a signal that landed
+ * while the core was spinning, before it slept. */
 #define GF_BLOCKING(rc, expr)                                                                  \
     do {                                                                                       \
         for (;;) {                                                                             \
             Py_BEGIN_ALLOW_THREADS(rc) = (expr);                                               \
-            Py_END_ALLOW_THREADS if ((rc) != GF_EINTR) break;                                  \
+            Py_END_ALLOW_THREADS if ((rc) == GF_ETIMEDOUT) {                                   \
+                if (PyErr_CheckSignals() < 0) (rc) = GF_EINTR;                                 \
+                break;                                                                         \
+            }                                                                                  \
+            if ((rc) != GF_EINTR) break;                                                       \
             if (PyErr_CheckSignals() < 0) break;                                               \
         }                                                                                      \
     } while (0)
@@ -204,6 +211,10 @@ int gf_proc_init_type(PyObject *m, gf_state *st);
 #define GF_SYNC_INITS                                                                          \
     gf_handle_init, gf_mutex_init_type, gf_semaphore_init, gf_event_init_type,                 \
         gf_condition_init, gf_buffer_init, gf_proc_init_type,
+
+/* os.register_at_fork with the module functions named `before`, `parent` (after_in_parent)
+ * and `child` (after_in_child); NULL = none. Result 0, or -1 with an exception set. */
+int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child);
 
 /* ------------------------------------------------------------------ type inits */
 

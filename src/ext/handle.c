@@ -277,25 +277,6 @@ static PyMethodDef handle_functions[] = {
 /* Add the functions and register the fork hooks. Result 0 or -1. */
 int gf_handle_init(PyObject *m, gf_state *Py_UNUSED(st)) {
     if (PyModule_AddFunctions(m, handle_functions) < 0) return -1;
-    PyObject *before = PyObject_GetAttrString(m, "_handles_before_fork");
-    PyObject *parent = PyObject_GetAttrString(m, "_handles_after_fork_parent");
-    PyObject *child = PyObject_GetAttrString(m, "_handles_after_fork_child");
-    PyObject *os = PyImport_ImportModule("os");
-    PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
-    PyObject *kw = (before && parent && child)
-                       ? Py_BuildValue("{sOsOsO}", "before", before, "after_in_parent", parent,
-                                       "after_in_child", child)
-                       : NULL;
-    PyObject *empty = PyTuple_New(0);
-    PyObject *r = (reg && kw && empty) ? PyObject_Call(reg, empty, kw) : NULL;
-    Py_XDECREF(before);
-    Py_XDECREF(parent);
-    Py_XDECREF(child);
-    Py_XDECREF(os);
-    Py_XDECREF(reg);
-    Py_XDECREF(kw);
-    Py_XDECREF(empty);
-    if (!r) return -1;
-    Py_DECREF(r);
-    return 0;
+    return gf_register_at_fork(m, "_handles_before_fork", "_handles_after_fork_parent",
+                               "_handles_after_fork_child");
 }

@@ -107,29 +107,30 @@ static PyMethodDef mod_methods[] = {
 
 static int (*const type_inits[])(PyObject *, gf_state *) = {GF_EXT_INITS NULL};
 
-/* Register os.register_at_fork(after_in_child=_core._after_fork_child): every fork done
- * through Python (os.fork, multiprocessing, ours) gives the child its own arena slot. */
-static int register_at_fork(PyObject *m) {
-    PyObject *hook = PyObject_GetAttrString(m, "_after_fork_child");
-    if (!hook) return -1;
+/* See ext.h. */
+int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child) {
+    const char *keys[3] = {"before", "after_in_parent", "after_in_child"};
+    const char *names[3] = {before, parent, child};
+    PyObject *kw = PyDict_New();
+    if (!kw) return -1;
+    for (int i = 0; i < 3; i++) {
+        if (!names[i]) continue;
+        PyObject *fn = PyObject_GetAttrString(m, names[i]);
+        int rc = fn ? PyDict_SetItemString(kw, keys[i], fn) : -1;
+        Py_XDECREF(fn);
+        if (rc < 0) {
+            Py_DECREF(kw);
+            return -1;
+        }
+    }
     PyObject *os = PyImport_ImportModule("os");
-    if (!os) {
-        Py_DECREF(hook);
-        return -1;
-    }
-    PyObject *reg = PyObject_GetAttrString(os, "register_at_fork");
-    Py_DECREF(os);
-    if (!reg) {
-        Py_DECREF(hook);
-        return -1;
-    }
-    PyObject *kw = Py_BuildValue("{sO}", "after_in_child", hook);
+    PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
     PyObject *empty = PyTuple_New(0);
-    PyObject *r = (kw && empty) ? PyObject_Call(reg, empty, kw) : NULL;
-    Py_XDECREF(kw);
+    PyObject *r = (reg && empty) ? PyObject_Call(reg, empty, kw) : NULL;
+    Py_XDECREF(os);
+    Py_XDECREF(reg);
     Py_XDECREF(empty);
-    Py_DECREF(reg);
-    Py_DECREF(hook);
+    Py_DECREF(kw);
     if (!r) return -1;
     Py_DECREF(r);
     return 0;
@@ -144,7 +145,9 @@ static int mod_exec(PyObject *m) {
     gf_set_interrupt_slice(100000000);
     for (size_t i = 0; type_inits[i]; i++)
         if (type_inits[i](m, st) < 0) return -1;
-    if (register_at_fork(m) < 0) return -1;
+    /* Every fork done through Python (os.fork, multiprocessing, ours) gives the child its own
+     * arena slot. */
+    if (gf_register_at_fork(m, NULL, NULL, "_after_fork_child") < 0) return -1;
     if (PyModule_AddIntConstant(m, "FOREVER_NS", (long long)GF_FOREVER) < 0) return -1;
     if (PyModule_AddStringConstant(m, "__version__", "0.1.0") < 0) return -1;
     return 0;

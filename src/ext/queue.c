@@ -1446,23 +1446,5 @@ int gf_ring_type_init(PyObject *m, gf_state *st) {
     Py_XSETREF(Full, PyObject_GetAttrString(q, "Full"));
     Py_DECREF(q);
     if (!Empty || !Full) return -1;
-    PyObject *os = PyImport_ImportModule("os");
-    if (!os) return -1;
-    PyObject *before = PyObject_GetAttrString(m, "_ring_before_fork");
-    PyObject *child = PyObject_GetAttrString(m, "_ring_after_fork_child");
-    PyObject *reg = PyObject_GetAttrString(os, "register_at_fork");
-    Py_DECREF(os);
-    PyObject *kw = (before && child) ? Py_BuildValue("{sOsO}", "before", before,
-                                                     "after_in_child", child)
-                                     : NULL;
-    PyObject *empty = PyTuple_New(0);
-    PyObject *r = (reg && kw && empty) ? PyObject_Call(reg, empty, kw) : NULL;
-    Py_XDECREF(before);
-    Py_XDECREF(child);
-    Py_XDECREF(reg);
-    Py_XDECREF(kw);
-    Py_XDECREF(empty);
-    if (!r) return -1;
-    Py_DECREF(r);
-    return 0;
+    return gf_register_at_fork(m, "_ring_before_fork", NULL, "_ring_after_fork_child");
 }
