@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build and run the C tests in one configuration:  scripts/ctests.sh asan|tsan|valgrind|plain
+# Build and run the C tests in one configuration:
+#   scripts/ctests.sh asan|tsan|valgrind|plain|libfuzzer
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-plain}"
@@ -7,6 +8,29 @@ bdir="$ROOT/build/ctest-$mode"
 MESON="${MESON:-meson}"
 command -v "$MESON" >/dev/null 2>&1 || MESON="$ROOT/.venv/bin/meson"
 opts=(-Dpython=false -Dtests=true)
+if [ "$mode" = libfuzzer ]; then
+  # Coverage-guided fuzzing of what a process parses from its peers (clang's libFuzzer).
+  CLANG="${CLANG:-$(command -v clang-14 || command -v clang || true)}"
+  if [ -z "$CLANG" ]; then echo "libfuzzer: no clang, skipped (the standalone drivers ran)"; exit 0; fi
+  mkdir -p "$bdir"
+  src="$ROOT/src/core"
+  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c")
+  secs="${GILFREE_FUZZ_SECONDS:-30}"
+  for t in fuzz_frame fuzz_ring; do
+    extra=("$src/ring.c")
+    [ "$t" = fuzz_ring ] && extra=()   # fuzz_ring.c includes ring.c itself
+    "$CLANG" -g -O1 -DGF_LIBFUZZER -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+      -I"$ROOT/include" -I"$src" "$ROOT/tests/c/$t.c" "${core[@]}" "${extra[@]}" -lpthread \
+      -o "$bdir/$t"
+    mkdir -p "$bdir/corpus-$t"
+    rc=0
+    "$bdir/$t" -max_total_time="$secs" -print_final_stats=1 "$bdir/corpus-$t" \
+      >"$bdir/$t.log" 2>&1 || rc=$?
+    grep -E "^Done|ERROR|SUMMARY" "$bdir/$t.log" || true
+    if [ "$rc" != 0 ]; then echo "$t: libFuzzer found a failure (rc=$rc), see $bdir/$t.log"; exit 1; fi
+  done
+  exit 0
+fi
 case "$mode" in
   asan) opts+=(-Db_sanitize=address,undefined -Dbuildtype=debug -Db_lundef=false) ;;
   tsan) opts+=(-Db_sanitize=thread -Dbuildtype=debug -Db_lundef=false) ;;

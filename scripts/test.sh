@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: C core tests under ASan+UBSan, the lock/ring tests under TSan, valgrind
-# on the arena and ring tests, a fuzz run of the frame parser, the C examples, then pytest on
-# the installed package (which runs the seed examples too).
-export GILFREE_NEED_VALGRIND=1
+# The whole test suite: C core tests under ASan+UBSan (with the standalone fuzz drivers and the
+# C examples), the lock/ring tests under TSan, valgrind on the arena and ring tests, libFuzzer on
+# the frame and ring parsers, then pytest on the installed package (which runs the seed
+# examples too).
+export GILFREE_NEED_VALGRIND=1 GILFREE_NEED_CLANG=1
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 "$VPY" -m pip install -q -r "$ROOT/requirements/test.txt"
 export PATH="$VENV/bin:$PATH"
@@ -14,6 +15,8 @@ echo "== C core: TSan (locks, sync, ring)"
 bash scripts/ctests.sh tsan
 echo "== C core: valgrind"
 bash scripts/ctests.sh valgrind
+echo "== Fuzzing (libFuzzer, ${GILFREE_FUZZ_SECONDS:-30} s per target)"
+bash scripts/ctests.sh libfuzzer
 
 echo "== Python package"
 "$VPY" -m pip install -q --no-build-isolation "$ROOT"
