@@ -24,7 +24,7 @@ if [ "$mode" = libfuzzer ]; then
       -o "$bdir/$t"
     mkdir -p "$bdir/corpus-$t"
     rc=0
-    "$bdir/$t" -max_total_time="$secs" -print_final_stats=1 "$bdir/corpus-$t" \
+    "$bdir/$t" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$bdir/$t-" "$bdir/corpus-$t" \
       >"$bdir/$t.log" 2>&1 || rc=$?
     grep -E "^Done|ERROR|SUMMARY" "$bdir/$t.log" || true
     if [ "$rc" != 0 ]; then echo "$t: libFuzzer found a failure (rc=$rc), see $bdir/$t.log"; exit 1; fi
