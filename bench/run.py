@@ -172,7 +172,8 @@ def group(name, title, unit, higher, variants, full, quick, baseline="stdlib", n
     return deco
 
 
-MAPPERS = ["serial", "stdlib", "gilfree", "stdlib-executor", "loky", "mpire"]
+MAPPERS = ["serial", "stdlib", "gilfree", "stdlib-executor", "gilfree-executor", "loky",
+           "mpire"]
 
 
 @group("map_tiny", "Pool(2).map(square, range(N))", "items/s", True, MAPPERS,
@@ -183,7 +184,8 @@ def b_map_tiny(variant, n):
     items = range(n)
     with mapper(variant) as m:
         dt, out = timed(lambda: m(square, items))
-    assert len(out) == n and out[-1] == (n - 1) ** 2
+    bad = sum(1 for i, v in enumerate(out) if v != i * i) if len(out) == n else n
+    assert not bad, "%d of %d results wrong" % (bad, n)
     return {"value": n / dt}
 
 
@@ -509,12 +511,29 @@ def b_seed_log(variant, n):
 
 
 @group("seed_gif", "seed 000 ASCII-art GIF: map(filters.ascii, frames)", "s", False,
-       SEED_MAPPERS, 48, 16, note="N = frames of 320x240")
+       SEED_MAPPERS + ["gilfree-shared"], 48, 16,
+       note="N = frames of 320x240; gilfree-shared: frames copied into one gilfree.shared_array,"
+            " tasks (chunksize 1) are views sent by reference, results written into a second "
+            "one (copies timed)")
 def b_seed_gif(variant, n):
     w = workloads()
     frames = w.load_frames(_seed_gif(n))
-    with mapper(variant) as m:
-        dt, out = timed(lambda: m(w.ascii, frames))
+    if variant == "gilfree-shared":
+        gf = gilfree_module()
+
+        import numpy  # noqa: F401  (imported before the pool forks, as PIL is)
+
+        def shared(pool):  # as the demo's gilfree variant: one frame per task
+            src = w.frames_to_array(frames, gf.shared_array)
+            dst = gf.shared_array(src.shape, src.dtype)
+            pool.map(w.ascii_into, [(src[i], dst[i]) for i in range(len(src))], 1)
+            return w.array_to_frames(dst)
+        with gf.Pool(WORKERS) as pool:
+            pool.map(noop, range(WORKERS * 2))
+            dt, out = timed(lambda: shared(pool))
+    else:
+        with mapper(variant) as m:
+            dt, out = timed(lambda: m(w.ascii, frames))
     assert len(out) == n
     return {"value": dt}
 
@@ -550,21 +569,47 @@ def run_one(gname, variant, n):
     except Skip as e:
         res = {"ok": False, "skipped": str(e)}
     except Exception as e:
-        res = {"ok": False, "error": "%s: %s" % (type(e).__name__, e)}
+        msg = str(e)
+        if not msg:  # a bare assert: say where
+            import traceback
+            fr = traceback.extract_tb(e.__traceback__)[-1]
+            msg = "line %d: %s" % (fr.lineno, fr.line)
+        res = {"ok": False, "error": "%s: %s" % (type(e).__name__, msg)}
     sys.stdout.flush()
     print("RESULT " + json.dumps(res), flush=True)
 
 
 def spawn_one(gname, variant, n, timeout):
+    """Run one body in a fresh interpreter, in its own process group: on a timeout the whole
+    group (the body and any workers it started: mpire's, loky's) is killed, not orphaned."""
     cmd = [sys.executable, os.path.abspath(__file__), "--one", gname, variant, str(n)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        _kill_group(proc)
         return {"ok": False, "error": "timeout after %d s" % timeout}
-    for line in reversed(proc.stdout.splitlines()):
+    except BaseException:  # Ctrl-C: take the body and its workers down too
+        _kill_group(proc)
+        raise
+    _kill_group(proc)  # workers a library left behind after the body exited
+    for line in reversed(out.splitlines()):
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    return {"ok": False, "error": "exit %d: %s" % (proc.returncode, proc.stderr.strip()[-300:])}
+    return {"ok": False, "error": "exit %d: %s" % (proc.returncode, err.strip()[-300:])}
+
+
+def _kill_group(proc):
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.communicate(timeout=10)
+    except Exception:
+        pass
 
 
 def summarise(g, runs):
@@ -617,7 +662,7 @@ def markdown(doc):
     for gname, g in doc["groups"].items():
         first = True
         for v, e in g["variants"].items():
-            note = e.get("skipped") or e.get("error") or ""
+            note = e.get("skipped") or ("ERROR " + e["error"] if e.get("error") else "")
             if "extra" in e:
                 note = ", ".join("%s %s" % (k, fmt(x)) for k, x in e["extra"].items()
                                  if k != "top") or note

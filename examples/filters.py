@@ -28,7 +28,9 @@ def ascii(img):
     w, h = img.size
     cw, ch = CELL
     cols, rows = max(1, w // cw), max(1, h // ch)
-    pixels = list(img.resize((cols, rows), Image.BOX).getdata())
+    small = img.resize((cols, rows), Image.BOX)
+    flat = getattr(small, "get_flattened_data", None)  # Pillow >= 12.1; getdata deprecated
+    pixels = list(flat() if flat is not None else small.getdata())
     out = Image.new("RGB", (cols * cw, rows * ch), (0, 0, 0))
     draw = ImageDraw.Draw(out)
     font = _get_font()

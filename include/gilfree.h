@@ -152,6 +152,13 @@ GF_EXTERN int gf_alloc(gf_arena *a, size_t size, gf_off *out);
 GF_EXTERN int gf_free(gf_arena *a, gf_off off);
 /* Usable size of a live block (>= the size asked for), or 0 if `off` is not a live block. */
 GF_EXTERN size_t gf_block_size(const gf_arena *a, gf_off off);
+/* Return the calling thread's cached free blocks (see DESIGN.md, per-thread block cache) to
+ * the shared free lists. A process that ends with _exit() without gf_arena_detach should call
+ * it first, else those blocks leak (at most 32 per small class). Result 0. */
+GF_EXTERN int gf_arena_flush(gf_arena *a);
+/* Add a holder to a live plain block (not an object): each holder calls gf_free once, the last
+ * call frees it. Sends a block by reference. Result 0. Fails: GF_EINVAL, GF_EOVERFLOW. */
+GF_EXTERN int gf_block_share(gf_arena *a, gf_off off);
 /* Validate that [off, off+len) lies inside one live block. For offsets received from another
  * process. Fails: GF_EBADMSG. */
 GF_EXTERN int gf_arena_check_block(const gf_arena *a, gf_off off, size_t len);
@@ -541,6 +548,16 @@ GF_EXTERN int gf_dict_snapshot(gf_arena *a, gf_off d, unsigned what, gf_snap *ou
 GF_EXTERN int gf_dict_lock(gf_arena *a, gf_off d, int64_t deadline);
 /* Fails: GF_EPERM (not held by this thread). */
 GF_EXTERN int gf_dict_unlock(gf_arena *a, gf_off d);
+/* Non-waiting variants for callers that hold a lock of their own (the Python layer keeps the
+ * GIL): like gf_dict_set / gf_dict_get (buf required; out->heap stays NULL) /
+ * gf_dict_contains, but GF_EAGAIN, with nothing done, where those would wait: the key's stripe
+ * is held, another thread holds `with d.lock:`, the lock-free read kept racing or the value
+ * is larger than cap, or (set) the insert would grow the table. Retry with the waiting call. */
+GF_EXTERN int gf_dict_try_set(gf_arena *a, gf_off d, const void *key, size_t klen,
+                              const void *val, size_t vlen);
+GF_EXTERN int gf_dict_try_get(gf_arena *a, gf_off d, const void *key, size_t klen, void *buf,
+                              size_t cap, gf_buf *out);
+GF_EXTERN int gf_dict_try_contains(gf_arena *a, gf_off d, const void *key, size_t klen);
 /* Walk the whole dict and check it (blocks live, hashes in their buckets, no cycles, counts).
  * Result: the number of entries. Fails: GF_EBADMSG (corrupt), GF_EINVAL. For tests. */
 GF_EXTERN int64_t gf_dict_check(gf_arena *a, gf_off d);
@@ -676,6 +693,8 @@ typedef struct gf_pool_result {
     int worker;         /* index of the worker that ran it, -1 if none */
     const void *data;
     size_t len;
+    uint64_t elapsed_ns; /* OK / ERROR: the worker's time on the task (from taking it to
+                          * publishing its result; saturates near 4.29 s); else 0 */
 } gf_pool_result;
 
 /* Take up to `max` results (at least one; waits while none), supervising while it waits.
@@ -689,6 +708,9 @@ GF_EXTERN int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max,
  * GF_TASK_CANCELLED -- unless it finished first, then its own result. Fails: GF_ESRCH (no such
  * outstanding task: finished or unknown). */
 GF_EXTERN int gf_pool_cancel(gf_pool *p, uint64_t id);
+/* Cancel a task only if it has not started (never kills). Result 0: it was queued (yields
+ * GF_TASK_CANCELLED). Result 1: it is running and is left to finish. Fails: GF_ESRCH. */
+GF_EXTERN int gf_pool_cancel_queued(gf_pool *p, uint64_t id);
 
 /* Change the number of live workers (<= max_workers). Extra workers finish their queued tasks
  * and exit. Result 0. Fails: GF_EINVAL, GF_EPIPE (closed). */

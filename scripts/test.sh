@@ -17,6 +17,8 @@ echo "== C core: valgrind"
 bash scripts/ctests.sh valgrind
 echo "== Fuzzing (libFuzzer, ${GILFREE_FUZZ_SECONDS:-30} s per target)"
 bash scripts/ctests.sh libfuzzer
+echo "== Python suite against the extension built with ASan + UBSan"
+GILFREE_VENV="$VENV" bash scripts/pytest_asan.sh
 
 echo "== Python package"
 "$VPY" -m pip install -q --no-build-isolation "$ROOT"

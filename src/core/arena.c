@@ -22,6 +22,7 @@
 #include "internal.h"
 
 #include <fcntl.h>
+#include <stddef.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -72,6 +73,8 @@ _Static_assert(GF_ARENA_MAX_PROCS <= (1u << GF__SLOT_BITS), "slot ids must fit 1
 
 enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1 };
 
+#define GF__NCELLS 1024 /* statistics cells for caching threads (one cache line each) */
+
 typedef struct gf__block {
     uint32_t magic;  /* GF__BLK_LIVE or GF__BLK_FREE */
     uint32_t cls;    /* size class */
@@ -80,7 +83,8 @@ typedef struct gf__block {
     uint64_t next;   /* free list: payload offset of the next free block, 0 = end */
     uint32_t flags;  /* GF__BLK_OBJ */
     uint32_t owner;  /* ident of the allocating process (debugging aid) */
-    uint64_t pad[3];
+    uint64_t shares; /* plain blocks: holders beyond the first (gf_block_share); atomic */
+    uint64_t pad[2];
 } gf__block;
 _Static_assert(sizeof(gf__block) == GF__HDR_SIZE, "block header is one cache line");
 
@@ -89,6 +93,12 @@ typedef struct gf__slot {
     uint32_t pid;
     uint32_t gen; /* bumped by every new owner; read atomically */
     uint32_t state;
+    /* Allocation statistics of the processes that owned this slot: allocations minus frees
+     * (bytes, blocks), relaxed atomics, cumulative over owners (never reset), so the sum over
+     * all slots plus the header's counters is exact. On their own line: the owner updates
+     * them on every alloc/free, other processes only read them in gf_arena_stats_get. */
+    uint64_t in_use GF_ALIGNED(GF_CACHELINE);
+    uint64_t live_blocks;
 } GF_ALIGNED(GF_CACHELINE) gf__slot;
 
 typedef struct gf__arena_hdr {
@@ -106,9 +116,20 @@ typedef struct gf__arena_hdr {
     uint32_t pad0;
     uint64_t heads[GF__NCLASS]; /* free-list heads (payload offsets) */
 
-    /* statistics: relaxed atomics, approximate if a process dies mid-operation */
+    /* statistics of processes without a slot (a forked child before
+     * gf_arena_after_fork_child): relaxed atomics; see gf__slot for the rest */
     uint64_t in_use GF_ALIGNED(GF_CACHELINE);
     uint64_t live_blocks;
+
+    /* Statistics cells of threads that cache blocks (see "per-thread cache"): each claimed by
+     * one thread (claim = its process ident) which updates it with plain relaxed stores. */
+    struct {
+        uint32_t claim;
+        uint32_t pad;
+        uint64_t in_use;
+        uint64_t live_blocks;
+        uint64_t pad2[5]; /* one line per cell: cells of different processes never share */
+    } cells[GF__NCELLS] GF_ALIGNED(GF_CACHELINE);
 
     gf__slot slots[GF_ARENA_MAX_PROCS];
 } gf__arena_hdr;
@@ -129,6 +150,10 @@ struct gf_arena {
     uint32_t hold_state; /* futex word: 0 starting, 1 attached, 2 failed, 3 release asked */
     int hold_err;
 };
+
+_Static_assert(offsetof(struct gf_arena, base) == offsetof(struct gf__arena_head, base) &&
+                   offsetof(struct gf_arena, size) == offsetof(struct gf__arena_head, size),
+               "internal.h reads base and size inline");
 
 /* ---------------------------------------------------------------- thread ids */
 
@@ -469,6 +494,9 @@ int gf_arena_attach(int fd, gf_arena **out) {
     return 0;
 }
 
+static void gf__tc_detach(gf_arena *a);
+static void gf__tc_attached(gf_arena *a);
+
 /* In a forked child: take a slot of its own (the parent keeps its slot, whose life lock the
  * child does not hold: glibc empties a forked child's robust list). Result 0. Fails:
  * GF_EAGAIN (table full), GF_ENOMEM. */
@@ -477,13 +505,17 @@ int gf_arena_after_fork_child(gf_arena *a) {
     a->ident = 0;
     a->pid = 0;
     a->has_holder = 0; /* the parent's holder thread does not exist here */
-    return gf__attach_process(a);
+    int err = gf__attach_process(a);
+    if (!err) gf__tc_attached(a);
+    return err;
 }
+
 
 /* Give the slot back, unmap and close. In a forked child that never called
  * gf_arena_after_fork_child, the slot is the parent's and is left alone. */
 void gf_arena_detach(gf_arena *a) {
     if (!a) return;
+    gf__tc_detach(a); /* every thread's cached blocks go back to the free lists */
     if (a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid() && a->has_holder) {
         /* release: pairs with the holder's acquire load. */
         atomic_store_explicit(GF_A32(&a->hold_state), 3u, memory_order_release);
@@ -502,6 +534,292 @@ int gf_arena_fd(const gf_arena *a) { return a->fd; }
 size_t gf_arena_size(const gf_arena *a) { return a->size; }
 void *gf_arena_base(const gf_arena *a) { return a->base; }
 uint32_t gf_arena_slot(const gf_arena *a) { return a->slot; }
+
+/* ---------------------------------------------------------------- statistics */
+
+/* The counters this process updates: its slot's, or the header's when it has no slot. */
+static inline uint64_t *gf__stats_of(gf_arena *a) {
+    return a->slot < GF_ARENA_MAX_PROCS ? &a->h->slots[a->slot].in_use : &a->h->in_use;
+}
+/* Count an allocation (+1) or a free (-1) of `usable` bytes in the process's counters (shared
+ * by its threads: atomic adds). Relaxed: statistics only. */
+static inline void gf__stats_add(gf_arena *a, uint64_t usable, int dir) {
+    uint64_t *s = gf__stats_of(a);
+    atomic_fetch_add_explicit(GF_A64(&s[0]), dir > 0 ? usable : (uint64_t)0 - usable,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(GF_A64(&s[1]), dir > 0 ? 1 : UINT64_MAX, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- per-thread cache
+ *
+ * Every thread keeps up to GF__TC_CAP free blocks of each small class (payload <= 4 KiB) so
+ * that most allocations and frees take no shared lock. Cached blocks are FREE in their
+ * headers (so a double free is still caught, and gf__arena_verify sees valid headers) but on
+ * no free list: they belong to the thread. Refills (GF__TC_BATCH blocks popped from the list,
+ * or bumped at once) and flushes (back to the list) run under the allocator lock with the
+ * same crash-safe store order as gf_alloc/gf_free; a process killed with a full cache leaks
+ * its cached blocks (at most GF__TC_CAP per class per thread), nothing else.
+ * Statistics count cached blocks as free: in_use / live_blocks are exact.
+ * A cache belongs to one arena (the first one the thread allocates from; other arenas of the
+ * same thread use the locked path). It is flushed at thread exit (key destructor) and for
+ * every thread by gf_arena_detach; a forked child forgets every inherited cache (atfork
+ * child handler): those blocks are the parent's. GILFREE_NO_TCACHE=1 disables it. */
+
+#define GF__TC_NCLASS 24 /* classes 0..23: payloads up to 4096 bytes */
+#define GF__TC_CAP 32
+#define GF__TC_BATCH 16
+
+typedef struct gf__tcache {
+    gf_arena *a; /* the arena its blocks belong to; NULL = unbound */
+    int disabled;
+    int cell; /* claimed statistics cell of a->h, or -1 (then the process's atomic counters) */
+    struct gf__tcache *prev, *next; /* gf__tc_all, under gf__tc_lock */
+    uint32_t n[GF__TC_NCLASS];
+    gf_off blk[GF__TC_NCLASS][GF__TC_CAP];
+} gf__tcache;
+
+_Static_assert(GF__TC_NCLASS <= GF__NCLASS, "cached classes exist");
+
+/* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call (8 bytes of the
+ * static TLS surplus that glibc keeps for dlopen'ed libraries). */
+static __thread gf__tcache *gf__tc __attribute__((tls_model("initial-exec")));
+static gf__tcache gf__tc_none = {.disabled = 1}; /* a thread that must not cache */
+static pthread_mutex_t gf__tc_lock = PTHREAD_MUTEX_INITIALIZER;
+static gf__tcache *gf__tc_all; /* every bound cache of this process */
+static pthread_key_t gf__tc_key;
+static pthread_once_t gf__tc_once = PTHREAD_ONCE_INIT;
+static int gf__tc_off; /* 1: disabled (GILFREE_NO_TCACHE or no key) */
+
+/* Give blocks n-1 .. keep of class c back to the free list. Caller: the owning thread, or
+ * anyone holding gf__tc_lock while the owner cannot run (detach, thread exit). */
+static void gf__tc_flush(gf__tcache *tc, uint32_t c, uint32_t keep) {
+    gf_arena *a = tc->a;
+    gf__arena_hdr *h = a->h;
+    if (tc->n[c] <= keep) return;
+    gf__robust_lock(&h->alloc_lock);
+    while (tc->n[c] > keep) {
+        gf_off off = tc->blk[c][tc->n[c] - 1];
+        gf__block *b = gf__blk(a, off);
+        b->next = h->heads[c];
+        /* release: `next` is stored before the block is published on the list. */
+        atomic_store_explicit(GF_A64(&h->heads[c]), off, memory_order_release);
+        tc->n[c]--;
+    }
+    pthread_mutex_unlock(&h->alloc_lock);
+}
+
+static void gf__tc_flush_all(gf__tcache *tc) {
+    for (uint32_t c = 0; c < GF__TC_NCLASS; c++) gf__tc_flush(tc, c, 0);
+}
+
+/* Claim a statistics cell for tc (bound to a): a free one, or one whose claimant died. Only
+ * a process that owns its slot claims (a forked child that has not taken its own slot yet
+ * would claim with its parent's identity). Leaves tc->cell -1 if none. */
+static void gf__tc_claim_cell(gf__tcache *tc) {
+    gf_arena *a = tc->a;
+    tc->cell = -1;
+    if (a->ident == 0 || a->pid != getpid()) return;
+    for (int i = 0; i < GF__NCELLS; i++) {
+        uint32_t *cl = &a->h->cells[i].claim;
+        uint32_t c = atomic_load_explicit(GF_A32(cl), memory_order_relaxed);
+        if (c != 0 && (c == a->ident || gf__ident_alive(a, c))) continue;
+        /* acq_rel: the previous owner's last counter stores (released with its claim) are
+         * seen before we continue from them. */
+        if (atomic_compare_exchange_strong_explicit(GF_A32(cl), &c, a->ident,
+                                                    memory_order_acq_rel, memory_order_relaxed)) {
+            tc->cell = i;
+            return;
+        }
+    }
+}
+
+static void gf__tc_release_cell(gf__tcache *tc) {
+    if (tc->cell < 0) return;
+    /* release: our counter stores happen before the next claimant reads them. */
+    atomic_store_explicit(GF_A32(&tc->a->h->cells[tc->cell].claim), 0, memory_order_release);
+    tc->cell = -1;
+}
+
+/* Count an allocation (+1) or free (-1) for the calling thread: in its cell (single writer:
+ * relaxed load + store, no locked instruction), else in the process's counters. */
+static inline void gf__stats_add_tc(gf__tcache *tc, uint64_t usable, int dir) {
+    if (GF_UNLIKELY(tc->cell < 0)) {
+        gf__stats_add(tc->a, usable, dir);
+        return;
+    }
+    uint64_t *in_use = &tc->a->h->cells[tc->cell].in_use, *live = in_use + 1;
+    uint64_t u = atomic_load_explicit(GF_A64(in_use), memory_order_relaxed);
+    uint64_t l = atomic_load_explicit(GF_A64(live), memory_order_relaxed);
+    atomic_store_explicit(GF_A64(in_use), dir > 0 ? u + usable : u - usable,
+                          memory_order_relaxed);
+    atomic_store_explicit(GF_A64(live), dir > 0 ? l + 1 : l - 1, memory_order_relaxed);
+}
+
+static void gf__tc_unlink(gf__tcache *tc) {
+    if (tc->a) gf__tc_release_cell(tc);
+    if (tc->prev) tc->prev->next = tc->next;
+    else if (gf__tc_all == tc) gf__tc_all = tc->next;
+    if (tc->next) tc->next->prev = tc->prev;
+    tc->prev = tc->next = NULL;
+    tc->a = NULL;
+}
+
+/* Thread exit: flush the cache back, forget it. */
+static void gf__tc_destructor(void *p) {
+    gf__tcache *tc = p;
+    pthread_mutex_lock(&gf__tc_lock);
+    if (tc->a) {
+        gf__tc_flush_all(tc);
+        gf__tc_unlink(tc);
+    }
+    pthread_mutex_unlock(&gf__tc_lock);
+    gf__tc = &gf__tc_none; /* an allocation from a later destructor takes the locked path */
+    free(tc);
+}
+
+static void gf__tc_prepare(void) { pthread_mutex_lock(&gf__tc_lock); }
+static void gf__tc_parent(void) { pthread_mutex_unlock(&gf__tc_lock); }
+/* In a forked child: every inherited cache holds the parent's blocks; drop them all. The
+ * other threads' caches (those threads do not exist here) are leaked (process-local malloc). */
+static void gf__tc_child(void) {
+    for (gf__tcache *tc = gf__tc_all, *nx; tc; tc = nx) {
+        nx = tc->next;
+        memset(tc->n, 0, sizeof tc->n);
+        tc->a = NULL;
+        tc->cell = -1; /* the parent's thread keeps writing it */
+        tc->prev = tc->next = NULL;
+    }
+    gf__tc_all = NULL;
+    pthread_mutex_init(&gf__tc_lock, NULL);
+}
+
+static void gf__tc_init(void) {
+    const char *e = getenv("GILFREE_NO_TCACHE");
+    if ((e && *e && *e != '0') || pthread_key_create(&gf__tc_key, gf__tc_destructor) != 0) {
+        gf__tc_off = 1;
+        return;
+    }
+    pthread_atfork(gf__tc_prepare, gf__tc_parent, gf__tc_child);
+}
+
+/* The calling thread's cache for arena a, bound on first use; NULL = use the locked path. */
+static gf__tcache *gf__tc_get_slow(gf_arena *a) {
+    gf__tcache *tc = gf__tc;
+    if (!tc) {
+        pthread_once(&gf__tc_once, gf__tc_init);
+        if (gf__tc_off || !(tc = calloc(1, sizeof *tc))) {
+            gf__tc = &gf__tc_none;
+            return NULL;
+        }
+        tc->cell = -1;
+        if (pthread_setspecific(gf__tc_key, tc) != 0) {
+            free(tc);
+            gf__tc = &gf__tc_none;
+            return NULL;
+        }
+        gf__tc = tc;
+    }
+    if (tc->disabled) return NULL;
+    if (tc->a == a) return tc;
+    if (tc->a) return NULL; /* bound to another arena */
+    pthread_mutex_lock(&gf__tc_lock);
+    tc->a = a;
+    tc->prev = NULL;
+    tc->next = gf__tc_all;
+    if (gf__tc_all) gf__tc_all->prev = tc;
+    gf__tc_all = tc;
+    gf__tc_claim_cell(tc);
+    pthread_mutex_unlock(&gf__tc_lock);
+    return tc;
+}
+
+static inline gf__tcache *gf__tc_get(gf_arena *a) {
+    gf__tcache *tc = gf__tc;
+    if (GF_LIKELY(tc && tc->a == a)) return tc;
+    return gf__tc_get_slow(a);
+}
+
+/* After gf_arena_after_fork_child: a cache bound between the fork and now has no statistics
+ * cell (it had no identity of its own): claim one. */
+static void gf__tc_attached(gf_arena *a) {
+    gf__tcache *tc = gf__tc;
+    if (tc && tc->a == a && tc->cell < 0) {
+        pthread_mutex_lock(&gf__tc_lock);
+        gf__tc_claim_cell(tc);
+        pthread_mutex_unlock(&gf__tc_lock);
+    }
+}
+
+/* Detach: flush every thread's cache of arena a (the other threads must not be allocating
+ * from a any more). */
+static void gf__tc_detach(gf_arena *a) {
+    pthread_mutex_lock(&gf__tc_lock);
+    for (gf__tcache *tc = gf__tc_all, *nx; tc; tc = nx) {
+        nx = tc->next;
+        if (tc->a != a) continue;
+        gf__tc_flush_all(tc);
+        gf__tc_unlink(tc);
+    }
+    pthread_mutex_unlock(&gf__tc_lock);
+}
+
+/* Give the calling thread's cached blocks of arena a back to the free lists (a process about
+ * to _exit without detaching calls this, or its cached blocks leak). Result 0. Never fails. */
+int gf_arena_flush(gf_arena *a) {
+    gf__tcache *tc = gf__tc;
+    if (a && tc && tc->a == a) gf__tc_flush_all(tc);
+    return 0;
+}
+
+/* Refill class c (empty) with up to GF__TC_BATCH blocks: popped from its free list, else
+ * bumped fresh. Result: the number of blocks now cached (0: arena full for this class, the
+ * caller falls back to the locked path, which may use a larger class). */
+static uint32_t gf__tc_refill(gf__tcache *tc, uint32_t c) {
+    gf_arena *a = tc->a;
+    gf__arena_hdr *h = a->h;
+    uint64_t usable = gf__class_size(c);
+    uint32_t n = 0;
+    gf__robust_lock(&h->alloc_lock);
+    while (n < GF__TC_BATCH) {
+        uint64_t head = h->heads[c];
+        if (!head) break;
+        gf__block *b;
+        if (!gf__off_plausible(a, head, h->top) || (b = gf__blk(a, head))->magic != GF__BLK_FREE ||
+            b->cls != c || b->self != head) {
+            /* A forged header: drop (leak) the list rather than hand out garbage. */
+            atomic_store_explicit(GF_A64(&h->heads[c]), 0, memory_order_release);
+            break;
+        }
+        /* release: `next` was read before the pop is committed by this one store. The block
+         * stays FREE: it now belongs to this thread (a crash here leaks it). */
+        atomic_store_explicit(GF_A64(&h->heads[c]), b->next, memory_order_release);
+        b->next = 0;
+        tc->blk[c][n++] = head;
+    }
+    if (n == 0) {
+        uint64_t top = h->top, step = GF__HDR_SIZE + usable;
+        while (n < GF__TC_BATCH && top + step * (n + 1) <= h->reserve) {
+            gf__block *b = (gf__block *)(a->base + top + step * n);
+            b->cls = c;
+            b->self = top + step * n + GF__HDR_SIZE;
+            b->usable = usable;
+            b->next = 0;
+            b->flags = 0;
+            b->owner = a->ident;
+            b->shares = 0;
+            atomic_store_explicit(GF_A32(&b->magic), GF__BLK_FREE, memory_order_relaxed);
+            /* cache in reverse so that the lowest address is handed out first */
+            n++;
+        }
+        for (uint32_t i = 0; i < n; i++) tc->blk[c][i] = top + step * (n - 1 - i) + GF__HDR_SIZE;
+        /* release: the headers are written before the blocks exist (below top); one store
+         * commits the whole batch. */
+        if (n) atomic_store_explicit(GF_A64(&h->top), top + step * n, memory_order_release);
+    }
+    pthread_mutex_unlock(&h->alloc_lock);
+    tc->n[c] = n;
+    return n;
+}
 
 /* ---------------------------------------------------------------- allocator */
 
@@ -522,6 +840,24 @@ static int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out) {
     uint64_t usable = gf__class_size(c);
     gf_off off = 0;
     int fresh = 0;
+
+    if (c < GF__TC_NCLASS) {
+        gf__tcache *tc = gf__tc_get(a);
+        if (tc && (tc->n[c] || gf__tc_refill(tc, c))) {
+            off = tc->blk[c][--tc->n[c]];
+            gf__block *b = gf__blk(a, off);
+            b->next = 0;
+            b->flags = flags;
+            b->owner = a->ident;
+            b->shares = 0;
+            /* release: the header is complete before it says LIVE (readers check it
+             * unlocked). */
+            atomic_store_explicit(GF_A32(&b->magic), GF__BLK_LIVE, memory_order_release);
+            gf__stats_add_tc(tc, usable, 1);
+            *out = off;
+            return 0;
+        }
+    }
 
     gf__robust_lock(&h->alloc_lock);
     for (uint32_t k = c; k < GF__NCLASS && !off; k++) {
@@ -544,6 +880,7 @@ static int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out) {
         b->next = 0;
         b->flags = flags;
         b->owner = a->ident;
+        b->shares = 0;
         /* release: the header is complete before it says LIVE (readers check it unlocked). */
         atomic_store_explicit(GF_A32(&b->magic), GF__BLK_LIVE, memory_order_release);
         off = head;
@@ -562,16 +899,15 @@ static int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out) {
         b->next = 0;
         b->flags = flags;
         b->owner = a->ident;
+        b->shares = 0;
         atomic_store_explicit(GF_A32(&b->magic), GF__BLK_LIVE, memory_order_relaxed);
         /* release: the header is written before the block exists (below top). */
         atomic_store_explicit(GF_A64(&h->top), top + GF__HDR_SIZE + usable, memory_order_release);
         off = top + GF__HDR_SIZE;
         fresh = 1;
     }
-    /* relaxed: statistics only. */
-    atomic_fetch_add_explicit(GF_A64(&h->in_use), usable, memory_order_relaxed);
-    atomic_fetch_add_explicit(GF_A64(&h->live_blocks), 1, memory_order_relaxed);
     pthread_mutex_unlock(&h->alloc_lock);
+    gf__stats_add(a, usable, 1);
 
     /* Plain blocks (messages, buffers) are written in full right away; objects such as a
      * SharedMemory buffer may be meant to stay sparse, so they are not prefaulted. */
@@ -584,26 +920,71 @@ static int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out) {
  * GF_ENOSPC. */
 int gf_alloc(gf_arena *a, size_t size, gf_off *out) { return gf__alloc(a, size, 0, out); }
 
-/* Free a live block. Result 0. Fails: GF_EINVAL (not a live block: double free, bad offset). */
+/* Mark a live block FREE. Result 1 if this call did it, 0 if it was not live (a racing
+ * double free). Acq_rel: a locked RMW, also a full barrier between the caller's earlier stores
+ * (e.g. a dict stripe's seq bump) and any later reuse of the block by this thread, which is
+ * what lock-free readers rely on (dict.c gf__get_fast); the locked path had the allocator
+ * lock for that. */
+static inline int gf__mark_free(gf__block *b) {
+    uint32_t live = GF__BLK_LIVE;
+    return atomic_compare_exchange_strong_explicit(GF_A32(&b->magic), &live, GF__BLK_FREE,
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* Add a holder to the live plain block `off`: it is then freed by the last of its holders'
+ * gf_free calls (each holder calls it once). Used to send a block that already holds a
+ * buffer by reference instead of copying it. Result 0. Fails: GF_EINVAL (not a live plain
+ * block: objects have their own reference counts), GF_EOVERFLOW. */
+int gf_block_share(gf_arena *a, gf_off off) {
+    gf__block *b = (gf__block *)gf__live_block(a, off);
+    if (!b || (b->flags & GF__BLK_OBJ)) return GF_EINVAL;
+    /* relaxed: the caller holds a share already, which keeps the block alive (as for
+     * gf_obj_incref). */
+    uint64_t s = atomic_fetch_add_explicit(GF_A64(&b->shares), 1, memory_order_relaxed);
+    if (s >= UINT32_MAX) {
+        atomic_fetch_sub_explicit(GF_A64(&b->shares), 1, memory_order_relaxed);
+        return GF_EOVERFLOW;
+    }
+    return 0;
+}
+
+/* Free a live block (or drop one holder of a shared block). Result 0. Fails: GF_EINVAL (not a
+ * live block: double free, bad offset). */
 int gf_free(gf_arena *a, gf_off off) {
     gf__arena_hdr *h = a->h;
-    gf__robust_lock(&h->alloc_lock);
     gf__block *b = (gf__block *)gf__live_block(a, off);
-    if (!b) {
-        pthread_mutex_unlock(&h->alloc_lock);
-        return GF_EINVAL;
+    if (!b) return GF_EINVAL;
+    /* acquire: the other holders' writes to the block happen before we free it (their
+     * decrements are releases). */
+    uint64_t sh = atomic_load_explicit(GF_A64(&b->shares), memory_order_acquire);
+    while (GF_UNLIKELY(sh != 0)) {
+        /* release: this holder's writes happen before the last holder frees the block. */
+        if (atomic_compare_exchange_weak_explicit(GF_A64(&b->shares), &sh, sh - 1,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return 0;
     }
     uint32_t c = b->cls;
     uint64_t usable = b->usable;
-    b->next = h->heads[c];
+    gf__tcache *tc;
+    if (c < GF__TC_NCLASS && (tc = gf__tc_get(a)) != NULL) {
+        if (!gf__mark_free(b)) return GF_EINVAL;
+        b->flags = 0;
+        if (tc->n[c] == GF__TC_CAP) gf__tc_flush(tc, c, GF__TC_CAP - GF__TC_BATCH);
+        tc->blk[c][tc->n[c]++] = off;
+        gf__stats_add_tc(tc, usable, -1);
+        return 0;
+    }
+    gf__robust_lock(&h->alloc_lock);
+    if (!gf__mark_free(b)) {
+        pthread_mutex_unlock(&h->alloc_lock);
+        return GF_EINVAL;
+    }
     b->flags = 0;
-    atomic_store_explicit(GF_A32(&b->magic), GF__BLK_FREE, memory_order_relaxed);
+    b->next = h->heads[c];
     /* release: FREE and `next` are stored before the block is published on the list. */
     atomic_store_explicit(GF_A64(&h->heads[c]), off, memory_order_release);
-    /* relaxed: statistics only. */
-    atomic_fetch_sub_explicit(GF_A64(&h->in_use), usable, memory_order_relaxed);
-    atomic_fetch_sub_explicit(GF_A64(&h->live_blocks), 1, memory_order_relaxed);
     pthread_mutex_unlock(&h->alloc_lock);
+    gf__stats_add(a, usable, -1);
     return 0;
 }
 
@@ -627,10 +1008,21 @@ int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st) {
     memset(st, 0, sizeof *st);
     st->reserved = h->reserve;
     st->top = gf__top(a) - h->data_start;
-    /* relaxed: statistics only. */
+    /* relaxed: statistics only. The per-slot counters are wrapping deltas: their sum with
+     * the header's is exact. */
     st->in_use = atomic_load_explicit(GF_A64(&h->in_use), memory_order_relaxed);
     st->live_blocks = atomic_load_explicit(GF_A64(&h->live_blocks), memory_order_relaxed);
     uint32_t hwm = atomic_load_explicit(GF_A32(&h->slots_hwm), memory_order_acquire);
+    for (uint32_t i = 0; i < GF__NCELLS; i++) {
+        st->in_use += atomic_load_explicit(GF_A64(&h->cells[i].in_use), memory_order_relaxed);
+        st->live_blocks +=
+            atomic_load_explicit(GF_A64(&h->cells[i].live_blocks), memory_order_relaxed);
+    }
+    for (uint32_t i = 0; i < hwm; i++) {
+        st->in_use += atomic_load_explicit(GF_A64(&h->slots[i].in_use), memory_order_relaxed);
+        st->live_blocks +=
+            atomic_load_explicit(GF_A64(&h->slots[i].live_blocks), memory_order_relaxed);
+    }
     for (uint32_t i = 0; i < hwm; i++) {
         uint32_t gen = atomic_load_explicit(GF_A32(&h->slots[i].gen), memory_order_acquire);
         if (gen && gf__ident_alive(a, gen << GF__SLOT_BITS | i)) st->live_procs++;

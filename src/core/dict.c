@@ -144,18 +144,18 @@ static uint64_t gf__hash(const void *key, size_t n) {
 /* ------------------------------------------------------------------------------------------ */
 
 static inline gf__dict *gf__dict_at(gf_arena *a, gf_off d) {
-    gf__dict *p = gf_ptr(a, d);
+    gf__dict *p = gf__ptr(a, d);
     if (GF_UNLIKELY(!p || p->magic != GF__DICT_MAGIC)) return NULL;
     return p;
 }
-static inline gf__dent *gf__ent(gf_arena *a, gf_off e) { return gf_ptr(a, e); }
+static inline gf__dent *gf__ent(gf_arena *a, gf_off e) { return gf__ptr(a, e); }
 
 /* The current table. Acquire: pairs with the resize commit, so the array (and the chains built
  * through the other next field) are visible. Callers hold a stripe or the resize lock. */
 static inline uint64_t gf__table(gf__dict *d) {
     return atomic_load_explicit(GF_A64(&d->table), memory_order_acquire);
 }
-static inline gf__dtab *gf__tab(gf_arena *a, uint64_t t) { return gf_ptr(a, t & ~(uint64_t)63); }
+static inline gf__dtab *gf__tab(gf_arena *a, uint64_t t) { return gf__ptr(a, t & ~(uint64_t)63); }
 
 /* Store a link (bucket head or next field). Release: the entry it points to was filled before
  * and must be visible to the next lock holder; it also keeps the compiler from sinking the
@@ -336,7 +336,7 @@ static int gf__tab_new(gf_arena *a, uint64_t nb, gf_off *out) {
     gf_off t;
     int r = gf_alloc(a, sizeof(gf__dtab) + nb * 8, &t);
     if (r < 0) return r == GF_EINVAL ? GF_ENOSPC : r;
-    gf__dtab *p = gf_ptr(a, t);
+    gf__dtab *p = gf__ptr(a, t);
     memset(p, 0, sizeof(gf__dtab) + nb * 8);
     p->nbuckets = nb;
     *out = t;
@@ -396,7 +396,7 @@ static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
     gf__lock_all(a, d);
     t = gf__table(d); /* unchanged: resize and clear need the resize lock */
     unsigned w = (unsigned)(t & 1), nw = w ^ 1;
-    gf__dtab *tab = gf_ptr(a, nt);
+    gf__dtab *tab = gf__ptr(a, nt);
     uint64_t counts[GF__NS] = {0};
     for (uint64_t b = 0; b < old->nbuckets; b++) {
         if (b == old->nbuckets / 2) GF__CP(GF__CP_GROW_BUILD);
@@ -444,8 +444,8 @@ static inline int gf__needs_grow(uint64_t count, uint64_t nb) {
  * -2 inconsistent (retry). */
 static int gf__get_fast_once(gf_arena *a, gf__dict *d, uint64_t h, const void *key, size_t klen,
                              int copy, void *buf, size_t cap, size_t *vlen) {
-    const char *base = gf_arena_base(a);
-    const uint64_t size = gf_arena_size(a);
+    const char *base = gf__abase(a);
+    const uint64_t size = gf__asize(a);
     /* Acquire loads of the table and of every link: pair with the release stores that
      * published them (the entry behind a link is filled before the link is stored). */
     uint64_t t = atomic_load_explicit(GF_A64(&d->table), memory_order_acquire);
@@ -512,7 +512,7 @@ int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out) {
     gf_off off, t;
     int r = gf_obj_new(a, GF_OBJ_DICT, sizeof(gf__dict), &off);
     if (r < 0) return r;
-    gf__dict *d = gf_ptr(a, off);
+    gf__dict *d = gf__ptr(a, off);
     memset((char *)d + sizeof(gf_obj), 0, sizeof(gf__dict) - sizeof(gf_obj));
     r = gf__tab_new(a, gf__pow2_at_least(capacity), &t);
     if (r < 0) {
@@ -533,7 +533,7 @@ int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out) {
 /* The destructor, called by gf_obj_decref when the last reference goes: frees every entry and
  * bucket array. Nobody else can reach the dict any more, so no locks. */
 void gf__dict_destroy(gf_arena *a, gf_off off) {
-    gf__dict *d = gf_ptr(a, off);
+    gf__dict *d = gf__ptr(a, off);
     if (!d || d->magic != GF__DICT_MAGIC) return;
     uint64_t t = d->table;
     gf__dtab *tab = gf__tab(a, t);
@@ -550,9 +550,21 @@ void gf__dict_destroy(gf_arena *a, gf_off off) {
     d->magic = 0;
 }
 
-/* d[key] = val. Result: 0 inserted, 1 replaced. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL. */
-int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *val,
-                size_t vlen) {
+/* Take the key's stripe without waiting (no spin, no sleep): the stripe must be free and the
+ * user lock free or ours. Result 0. Fails: GF_EAGAIN (nothing held). */
+static int gf__op_try_begin(gf_arena *a, gf__dict *d, unsigned s) {
+    int r = gf_mutex_lock(a, &d->stripe[s].m, 0);
+    if (GF_UNLIKELY(r == GF_EOWNERDEAD)) gf__stripe_recount(a, d, s);
+    else if (GF_UNLIKELY(r != 0)) return GF_EAGAIN;
+    if (GF_LIKELY(!gf__user_blocks(a, d))) return 0;
+    gf__stripe_unlock(a, d, s);
+    return GF_EAGAIN;
+}
+
+/* d[key] = val; nowait: never wait (see gf_dict_try_set). Result: 0 inserted, 1 replaced.
+ * Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL, GF_EAGAIN (nowait only: nothing done). */
+static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *val,
+                        size_t vlen, int nowait) {
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
@@ -560,7 +572,7 @@ int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     gf_off ne;
     int r = gf__ent_new(a, h, key, klen, val, vlen, &ne);
     if (r < 0) return r;
-    r = gf__op_begin(a, d, s);
+    r = nowait ? gf__op_try_begin(a, d, s) : gf__op_begin(a, d, s);
     if (r < 0) {
         gf_free(a, ne);
         return r;
@@ -571,6 +583,13 @@ int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     uint64_t *link;
     gf_off old = gf__find(a, tab, w, h, key, klen, &link);
     uint64_t grow_nb = 0;
+    if (!old && nowait &&
+        gf__needs_grow(gf__count_load(&d->stripe[s]) + 1, tab->nbuckets)) {
+        /* The insert would resize the table, which waits for every stripe. */
+        gf__stripe_unlock(a, d, s);
+        gf_free(a, ne);
+        return GF_EAGAIN;
+    }
     if (old) {
         gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
         gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
@@ -590,6 +609,47 @@ int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     if (old) gf_free(a, old);
     if (grow_nb) gf__grow(a, d, grow_nb);
     return old ? 1 : 0;
+}
+
+/* d[key] = val. Result: 0 inserted, 1 replaced. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL. */
+int gf_dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *val,
+                size_t vlen) {
+    return gf__dict_set(a, doff, key, klen, val, vlen, 0);
+}
+
+/* d[key] = val without waiting. Result: 0 inserted, 1 replaced. Fails: GF_EAGAIN (it would
+ * wait, or grow the table: nothing done), GF_ENOSPC, GF_EINVAL. */
+int gf_dict_try_set(gf_arena *a, gf_off doff, const void *key, size_t klen, const void *val,
+                    size_t vlen) {
+    return gf__dict_set(a, doff, key, klen, val, vlen, 1);
+}
+
+/* Copy d[key] into buf by the lock-free read only. Result 0 (out->data = buf). Fails:
+ * GF_ENOENT, GF_EAGAIN (needs the locked path: retry with gf_dict_get), GF_EINVAL. */
+int gf_dict_try_get(gf_arena *a, gf_off doff, const void *key, size_t klen, void *buf,
+                    size_t cap, gf_buf *out) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d || !buf || !out) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    size_t vl;
+    int f = gf__get_fast(a, d, (unsigned)(h & (GF__NS - 1)), h, key, klen, 1, buf, cap, &vl);
+    if (f == 0) return GF_ENOENT;
+    if (f < 0) return GF_EAGAIN;
+    out->data = buf;
+    out->len = vl;
+    out->heap = NULL;
+    return 0;
+}
+
+/* Lock-free membership test only. Result: 1 present, 0 absent. Fails: GF_EAGAIN (retry with
+ * gf_dict_contains), GF_EINVAL. */
+int gf_dict_try_contains(gf_arena *a, gf_off doff, const void *key, size_t klen) {
+    gf__dict *d = gf__dict_at(a, doff);
+    if (!d) return GF_EINVAL;
+    uint64_t h = gf__hash(key, klen);
+    size_t vl;
+    int f = gf__get_fast(a, d, (unsigned)(h & (GF__NS - 1)), h, key, klen, 0, NULL, 0, &vl);
+    return f < 0 ? GF_EAGAIN : f;
 }
 
 /* Copy d[key] out. Result 0. Fails: GF_ENOENT, GF_ENOMEM, GF_EINTR, GF_EINVAL. */
@@ -1035,7 +1095,7 @@ int64_t gf_dict_check(gf_arena *a, gf_off doff) {
     int64_t res = 0;
     uint64_t t = gf__table(d);
     gf_off toff = t & ~(uint64_t)63;
-    gf__dtab *tab = gf_ptr(a, toff);
+    gf__dtab *tab = gf__ptr(a, toff);
     unsigned w = (unsigned)(t & 1);
     gf_arena_stats st;
     uint64_t bound = gf_arena_stats_get(a, &st) == 0 ? st.live_blocks + 1 : UINT64_MAX;

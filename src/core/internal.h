@@ -89,6 +89,23 @@ int gf__arena_verify(gf_arena *a);
  * the holder's gf__self_ident (never 0), or 0 when free. */
 #define GF__MUTEX_WAITERS 0x80000000u
 
+/* --- arena layout for hot paths (s-perf) --- */
+/* The first members of struct gf_arena (arena.c static-asserts this layout), so that hot
+ * paths translate offsets without a call into arena.c (gf_ptr calls gf_arena_base). */
+struct gf__arena_head {
+    char *base;
+    size_t size;
+};
+static inline char *gf__abase(const gf_arena *a) {
+    return ((const struct gf__arena_head *)(const void *)a)->base;
+}
+static inline size_t gf__asize(const gf_arena *a) {
+    return ((const struct gf__arena_head *)(const void *)a)->size;
+}
+static inline void *gf__ptr(const gf_arena *a, gf_off off) {
+    return off ? gf__abase(a) + off : (void *)0;
+}
+
 /* --- dict.c / list.c (h8-dict) --- */
 /* Copy n bytes out into buf if they fit in cap, else into a malloc'd block (out->heap). out NULL:
  * nothing. Result 0. Fails: GF_ENOMEM. */

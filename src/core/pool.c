@@ -103,7 +103,7 @@ typedef struct gf__resrec {
     uint32_t status;
     uint32_t worker;
     uint32_t gen;
-    uint32_t pad;
+    uint32_t elapsed; /* ns from gf_worker_next to gf_worker_result, saturated at UINT32_MAX */
 } gf__resrec;
 
 static inline gf__pslot *gf__slot(gf__pshared *sh, uint32_t i) {
@@ -221,7 +221,7 @@ static inline uint64_t gf__token(const gf__task *e) {
 /* Push a result on the parent's queue. `data` is copied unless `block` holds it. Result 0.
  * Fails: GF_ENOMEM (the result is then reported without its payload, as GF_TASK_ERROR). */
 static int gf__lq_push(gf_pool *p, uint64_t id, int status, int worker, const void *data,
-                       size_t len, gf_off block) {
+                       size_t len, gf_off block, uint64_t elapsed_ns) {
     size_t extra = block ? 0 : len;
     gf__res *r = malloc(sizeof *r + extra);
     if (!r) { /* out of process memory: the result is lost (known gap) */
@@ -232,6 +232,7 @@ static int gf__lq_push(gf_pool *p, uint64_t id, int status, int worker, const vo
     r->r.id = id;
     r->r.status = status;
     r->r.worker = worker;
+    r->r.elapsed_ns = elapsed_ns;
     r->block = block;
     if (block) {
         r->r.data = data;
@@ -280,7 +281,7 @@ static void gf__task_free(gf_pool *p, gf__task *e) {
 
 /* Resolve a task without payload (LOST, TIMEOUT, CANCELLED): queue its result, free it. */
 static void gf__resolve_bare(gf_pool *p, gf__task *e, int status, int worker) {
-    gf__lq_push(p, e->id, status, worker, NULL, 0, 0);
+    gf__lq_push(p, e->id, status, worker, NULL, 0, 0, 0);
     gf__task_free(p, e);
 }
 
@@ -408,9 +409,10 @@ static int gf__take_msg(gf_pool *p, gf_msg *m, gf_pool_result *out) {
         out->worker = (int)h.worker;
         out->data = len ? data : NULL;
         out->len = len;
+        out->elapsed_ns = h.elapsed;
         return 1;
     }
-    gf__lq_push(p, id, status, (int)h.worker, data, len, m->block);
+    gf__lq_push(p, id, status, (int)h.worker, data, len, m->block, h.elapsed);
     return 0;
 drop:
     if (!out || m->block) gf_msg_release(p->a, m);
@@ -922,8 +924,10 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
     }
 }
 
-/* Cancel a task. Result 0 (was queued), 1 (running: its worker is killed). Fails: GF_ESRCH. */
-int gf_pool_cancel(gf_pool *p, uint64_t id) {
+/* Cancel task `id`. A task not started yet never runs and yields GF_TASK_CANCELLED (result 0).
+ * A started one (result 1) has its worker killed and replaced when `kill_running`, else is left
+ * to finish. Fails: GF_ESRCH (no such outstanding task), GF_EINVAL. */
+static int gf__cancel(gf_pool *p, uint64_t id, bool kill_running) {
     if (!p) return GF_EINVAL;
     gf__lock(p);
     gf__task *e = NULL;
@@ -961,24 +965,32 @@ int gf_pool_cancel(gf_pool *p, uint64_t id) {
         rc = 0;
         goto out;
     }
-    /* Started. Its result may be in the ring already. */
+    rc = 1; /* started */
+    if (!kill_running) goto out;
+    /* Its result may be in the ring already. */
     uint32_t idx = e->idx;
     gf__drain(p);
     if (p->tab[idx] != e) {
         rc = GF_ESRCH;
         goto out;
     }
-    if (w->killed) {
-        rc = 1;
-        goto out;
+    if (!w->killed) {
+        gf__kill_for(p, i, e, GF_TASK_CANCELLED);
+        p->force_sup = 1;
     }
-    gf__kill_for(p, i, e, GF_TASK_CANCELLED);
-    p->force_sup = 1;
-    rc = 1;
 out:
     gf__unlock_and_spawn(p);
     return rc;
 }
+
+/* Cancel a task. Result 0 (was queued), 1 (running: its worker is killed). Fails: GF_ESRCH. */
+int gf_pool_cancel(gf_pool *p, uint64_t id) { return gf__cancel(p, id, true); }
+
+/* Cancel only if not started (ProcessPoolExecutor.shutdown(cancel_futures=True)). Result 0
+ * (was queued), 1 (running: left alone). Fails: GF_ESRCH. Never kills a worker. */
+int gf_pool_cancel_queued(gf_pool *p, uint64_t id) { return gf__cancel(p, id, false); }
+
+/* ---- end p2-exec ---- */
 
 /* Change the number of workers. Result 0. Fails: GF_EINVAL, GF_EPIPE. */
 int gf_pool_resize(gf_pool *p, uint32_t nworkers) {
@@ -1251,6 +1263,7 @@ struct gf_worker {
     size_t rxcap;
     gf_msg cur;
     int exit_sent;
+    int64_t t0; /* when gf_worker_next handed out the current task */
 };
 
 /* Attach as worker `index`. Result 0. Fails: GF_EINVAL, GF_EBADMSG, GF_ENOMEM. */
@@ -1353,6 +1366,7 @@ int gf_worker_next(gf_worker *w, gf_task *t, int64_t deadline) {
         t->deadline = dl;
         t->_token = h.token;
         t->_seq = h.seq;
+        w->t0 = gf_now_ns();
         return 0;
     }
 }
@@ -1362,8 +1376,10 @@ int gf_worker_result(gf_worker *w, const gf_task *t, int status, const struct io
                      int iovcnt) {
     if (!w || !t || iovcnt < 0 || iovcnt > 63 || (iovcnt && !iov)) return GF_EINVAL;
     if (status != GF_TASK_OK && status != GF_TASK_ERROR) return GF_EINVAL;
+    int64_t el = gf_now_ns() - w->t0;
     gf__resrec h = {.token = t->_token, .id = t->id, .status = (uint32_t)status,
-                    .worker = w->index, .gen = w->gen};
+                    .worker = w->index, .gen = w->gen,
+                    .elapsed = el <= 0 ? 0 : el >= UINT32_MAX ? UINT32_MAX : (uint32_t)el};
     struct iovec v[64];
     v[0].iov_base = &h;
     v[0].iov_len = sizeof h;

@@ -597,6 +597,16 @@ static int dict_check_live(PyObject *self) {
 
 /* d[key] = value. Result 0, -1 with an exception. */
 static int dict_set_item(gf_state *st, PyObject *self, PyObject *key, PyObject *val) {
+    char kfast[GF_FAST_MAX + 16], vfast[GF_FAST_MAX + sizeof(gf_frame_hdr)];
+    size_t kl = fast_key(key, kfast), vl;
+    int rc;
+    if (kl && (vl = fast_val(val, vfast)) != 0) {
+        rc = gf_dict_try_set(st->arena, OFF(self), kfast, kl, vfast, vl);
+        if (rc == GF_EAGAIN)
+            GF_BLOCKING(rc, gf_dict_set(st->arena, OFF(self), kfast, kl, vfast, vl));
+        if (rc < 0) return rc == GF_EINTR ? -1 : gf_raise_int(st, rc, "SharedDict: cannot store");
+        return 0;
+    }
     gf_kbuf k;
     if (gf_key_encode(st, key, &k) < 0) return -1;
     gf_venc v;
@@ -604,8 +614,9 @@ static int dict_set_item(gf_state *st, PyObject *self, PyObject *key, PyObject *
         gf_key_free(&k);
         return -1;
     }
-    int rc;
-    GF_BLOCKING(rc, gf_dict_set(st->arena, OFF(self), k.p, k.len, v.data, v.len));
+    rc = gf_dict_try_set(st->arena, OFF(self), k.p, k.len, v.data, v.len);
+    if (rc == GF_EAGAIN)
+        GF_BLOCKING(rc, gf_dict_set(st->arena, OFF(self), k.p, k.len, v.data, v.len));
     gf_val_done(st, &v, rc >= 0);
     gf_key_free(&k);
     if (rc < 0) return rc == GF_EINTR ? -1 : gf_raise_int(st, rc, "SharedDict: cannot store");
@@ -615,26 +626,35 @@ static int dict_set_item(gf_state *st, PyObject *self, PyObject *key, PyObject *
 /* d[key]. Result: new reference; NULL with KeyError (when `missing` is NULL) or another
  * exception; or a new reference to `missing` when the key is absent. */
 static PyObject *dict_get_item(gf_state *st, PyObject *self, PyObject *key, PyObject *missing) {
+    char kfast[GF_FAST_MAX + 16];
+    size_t kl = fast_key(key, kfast);
     gf_kbuf k;
-    if (gf_key_encode(st, key, &k) < 0) return NULL;
+    if (kl) {
+        k.p = kfast;
+        k.len = kl;
+    } else if (gf_key_encode(st, key, &k) < 0) {
+        return NULL;
+    }
     char tmp[GETBUF];
     gf_buf out = {0};
-    int rc;
-    GF_BLOCKING(rc, gf_dict_get(st->arena, OFF(self), k.p, k.len, tmp, sizeof tmp, &out));
-    gf_key_free(&k);
+    int rc = gf_dict_try_get(st->arena, OFF(self), k.p, k.len, tmp, sizeof tmp, &out);
+    if (rc == GF_EAGAIN)
+        GF_BLOCKING(rc, gf_dict_get(st->arena, OFF(self), k.p, k.len, tmp, sizeof tmp, &out));
+    if (!kl) gf_key_free(&k);
     if (rc == GF_ENOENT) {
         if (missing) return Py_NewRef(missing);
         PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
     }
     if (rc < 0) return rc == GF_EINTR ? NULL : gf_raise(st, rc, "SharedDict");
-    PyObject *r = gf_val_decode(st, out.data, out.len);
+    PyObject *r = fast_decode(out.data, out.len);
+    if (!r) r = gf_val_decode(st, out.data, out.len);
     gf_buf_release(&out);
     return r;
 }
 
 static PyObject *dict_subscript(PyObject *self, PyObject *key) {
-    return dict_get_item(gf_state_of(self), self, key, NULL);
+    return dict_get_item(gf_cst(self), self, key, NULL);
 }
 
 static int dict_delete_key(gf_state *st, PyObject *self, PyObject *key) {
@@ -652,13 +672,13 @@ static int dict_delete_key(gf_state *st, PyObject *self, PyObject *key) {
 }
 
 static int dict_ass_subscript(PyObject *self, PyObject *key, PyObject *val) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     if (val == NULL) return dict_delete_key(st, self, key);
     return dict_set_item(st, self, key, val);
 }
 
 static Py_ssize_t dict_length(PyObject *self) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     int64_t n;
     GF_BLOCKING(n, gf_dict_len(st->arena, OFF(self)));
     if (n < 0) return n == GF_EINTR ? -1 : gf_raise_int(st, (int)n, "SharedDict");
@@ -666,22 +686,26 @@ static Py_ssize_t dict_length(PyObject *self) {
 }
 
 static int dict_contains(PyObject *self, PyObject *key) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
+    char kfast[GF_FAST_MAX + 16];
+    size_t kl = fast_key(key, kfast);
     gf_kbuf k;
-    if (gf_key_encode(st, key, &k) < 0) {
-        /* `[] in d` is False for a dict? No: dict raises TypeError too. */
-        return -1;
+    if (kl) {
+        k.p = kfast;
+        k.len = kl;
+    } else if (gf_key_encode(st, key, &k) < 0) {
+        return -1; /* unhashable: TypeError, as for a dict */
     }
-    int rc;
-    GF_BLOCKING(rc, gf_dict_contains(st->arena, OFF(self), k.p, k.len));
-    gf_key_free(&k);
+    int rc = gf_dict_try_contains(st->arena, OFF(self), k.p, k.len);
+    if (rc == GF_EAGAIN) GF_BLOCKING(rc, gf_dict_contains(st->arena, OFF(self), k.p, k.len));
+    if (!kl) gf_key_free(&k);
     if (rc < 0) return rc == GF_EINTR ? -1 : gf_raise_int(st, rc, "SharedDict");
     return rc;
 }
 
 /* A snapshot as a list of keys / values / (key, value) tuples (what: 1, 2, 3). */
 static PyObject *dict_snapshot_list(PyObject *self, unsigned what) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     gf_snap s = {0};
     int rc;
     GF_BLOCKING(rc, gf_dict_snapshot(st->arena, OFF(self), what, &s));
@@ -766,12 +790,12 @@ static PyObject *dict_copy(PyObject *self, PyObject *Py_UNUSED(a)) {
 
 static PyObject *dict_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!_PyArg_CheckPositional("get", nargs, 1, 2)) return NULL;
-    return dict_get_item(gf_state_of(self), self, args[0], nargs > 1 ? args[1] : Py_None);
+    return dict_get_item(gf_cst(self), self, args[0], nargs > 1 ? args[1] : Py_None);
 }
 
 static PyObject *dict_setdefault(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!_PyArg_CheckPositional("setdefault", nargs, 1, 2)) return NULL;
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     PyObject *dflt = nargs > 1 ? args[1] : Py_None;
     gf_kbuf k;
     if (gf_key_encode(st, args[0], &k) < 0) return NULL;
@@ -799,7 +823,7 @@ static PyObject *dict_setdefault(PyObject *self, PyObject *const *args, Py_ssize
 
 static PyObject *dict_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!_PyArg_CheckPositional("pop", nargs, 1, 2)) return NULL;
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     gf_kbuf k;
     if (gf_key_encode(st, args[0], &k) < 0) return NULL;
     char tmp[GETBUF];
@@ -819,7 +843,7 @@ static PyObject *dict_pop(PyObject *self, PyObject *const *args, Py_ssize_t narg
 }
 
 static PyObject *dict_popitem(PyObject *self, PyObject *Py_UNUSED(a)) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     gf_buf kb = {0}, vb = {0};
     int rc;
     GF_BLOCKING(rc, gf_dict_popitem(st->arena, OFF(self), &kb, &vb));
@@ -839,7 +863,7 @@ static PyObject *dict_popitem(PyObject *self, PyObject *Py_UNUSED(a)) {
 }
 
 static PyObject *dict_clear(PyObject *self, PyObject *Py_UNUSED(a)) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     int rc;
     GF_BLOCKING(rc, gf_dict_clear(st->arena, OFF(self)));
     if (rc < 0) return rc == GF_EINTR ? NULL : gf_raise(st, rc, "SharedDict.clear");
@@ -899,7 +923,7 @@ fail:
 }
 
 static int dict_update_common(PyObject *self, PyObject *args, PyObject *kw, const char *name) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     PyObject *src = NULL;
     if (!PyArg_UnpackTuple(args, name, 0, 1, &src)) return -1;
     if (src && dict_merge(st, self, src) < 0) return -1;
@@ -921,7 +945,7 @@ static PyObject *dict_update_item(PyObject *self, PyObject *args, PyObject *kw) 
     PyObject *key, *fn, *dflt = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:update_item", kwlist, &key, &fn, &dflt))
         return NULL;
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     gf_kbuf k;
     if (gf_key_encode(st, key, &k) < 0) return NULL;
     PyObject *res = NULL;
@@ -1056,7 +1080,7 @@ static PyObject *dict_rebuild(PyObject *cls, PyObject *off) {
 }
 
 static PyObject *dict_get_lock(PyObject *self, void *Py_UNUSED(c)) {
-    return gf_clock_new(gf_state_of(self), self, 0);
+    return gf_clock_new(gf_cst(self), self, 0);
 }
 
 static PyObject *dict_get_off(PyObject *self, void *Py_UNUSED(c)) {
@@ -1064,7 +1088,7 @@ static PyObject *dict_get_off(PyObject *self, void *Py_UNUSED(c)) {
 }
 
 static PyObject *dict_check(PyObject *self, PyObject *Py_UNUSED(a)) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     int64_t n;
     GF_BLOCKING(n, gf_dict_check(st->arena, OFF(self)));
     if (n < 0) return n == GF_EINTR ? NULL : gf_raise(st, (int)n, "SharedDict check");

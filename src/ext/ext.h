@@ -216,6 +216,13 @@ int gf_proc_init_type(PyObject *m, gf_state *st);
  * and `child` (after_in_child); NULL = none. Result 0, or -1 with an exception set. */
 int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child);
 
+/* Drop every queue/connection reference this process holds (queue.c). */
+void gf_rings_release_all(gf_state *st);
+/* Everything a forked child must do before _exit(): drop its shared-object references
+ * (handles and rings) and give its thread's cached arena blocks back. Without it a worker
+ * that exits leaks what it held until the arena dies. (module.c) */
+void gf_release_before_exit(gf_state *st);
+
 /* ------------------------------------------------------------------ type inits */
 
 int gf_errors_init(PyObject *m, gf_state *st);

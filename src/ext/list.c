@@ -132,7 +132,7 @@ static int list_splice(gf_state *st, PyObject *self, int64_t start, int64_t stop
 }
 
 static Py_ssize_t list_length(PyObject *self) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     int64_t n = gf_list_len(st->arena, OFF(self));
     if (n < 0) {
         lerr(st, n, "SharedList");
@@ -151,7 +151,8 @@ static PyObject *list_item(gf_state *st, PyObject *self, int64_t i) {
         return NULL;
     }
     if (rc < 0) return lerr(st, rc, "SharedList");
-    PyObject *r = gf_val_decode(st, out.data, out.len);
+    PyObject *r = fast_decode(out.data, out.len);
+    if (!r) r = gf_val_decode(st, out.data, out.len);
     gf_buf_release(&out);
     return r;
 }
@@ -164,7 +165,7 @@ static int index_arg(PyObject *idx, int64_t *out) {
 }
 
 static PyObject *list_subscript(PyObject *self, PyObject *key) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     if (PySlice_Check(key)) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key, &start, &stop, &step) < 0) return NULL;
@@ -224,7 +225,7 @@ static PyObject *delslice_fn(PyObject *all, void *c) {
 }
 
 static int list_ass_subscript(PyObject *self, PyObject *key, PyObject *val) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     if (PySlice_Check(key)) {
         Py_ssize_t start, stop, step;
         if (PySlice_Unpack(key, &start, &stop, &step) < 0) return -1;
@@ -281,10 +282,17 @@ static int list_ass_subscript(PyObject *self, PyObject *key, PyObject *val) {
 }
 
 static PyObject *list_append(PyObject *self, PyObject *obj) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
+    char vfast[GF_FAST_MAX + sizeof(gf_frame_hdr)];
+    size_t vl = fast_val(obj, vfast);
+    int rc;
+    if (vl) { /* a scalar: encoded on the stack, nothing to give back */
+        GF_BLOCKING(rc, gf_list_append(st->arena, OFF(self), vfast, vl));
+        if (rc < 0) return lerr(st, rc, "SharedList.append");
+        Py_RETURN_NONE;
+    }
     gf_venc v;
     if (gf_val_encode(st, obj, &v) < 0) return NULL;
-    int rc;
     GF_BLOCKING(rc, gf_list_append(st->arena, OFF(self), v.data, v.len));
     gf_val_done(st, &v, rc == 0);
     if (rc < 0) return lerr(st, rc, "SharedList.append");
@@ -292,7 +300,7 @@ static PyObject *list_append(PyObject *self, PyObject *obj) {
 }
 
 static PyObject *list_extend(PyObject *self, PyObject *it) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     PyObject *src = PyObject_TypeCheck(it, Py_TYPE(self))
                         ? list_slice_list(st, self == it ? self : it, 0, GF_LIST_END)
                         : PySequence_List(it);
@@ -305,7 +313,7 @@ static PyObject *list_extend(PyObject *self, PyObject *it) {
 
 static PyObject *list_insert(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!_PyArg_CheckPositional("insert", nargs, 2, 2)) return NULL;
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     Py_ssize_t i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
     if (i == -1 && PyErr_Occurred()) return NULL;
     gf_venc v;
@@ -319,7 +327,7 @@ static PyObject *list_insert(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 static PyObject *list_pop(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!_PyArg_CheckPositional("pop", nargs, 0, 1)) return NULL;
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     Py_ssize_t i = -1;
     if (nargs) {
         i = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
@@ -354,7 +362,7 @@ static Py_ssize_t find_in(PyObject *all, PyObject *x, Py_ssize_t start, Py_ssize
 }
 
 static PyObject *list_remove(PyObject *self, PyObject *x) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     if (list_lock(st, self) < 0) return NULL;
     PyObject *res = NULL;
     PyObject *all = list_slice_list(st, self, 0, GF_LIST_END);
@@ -418,7 +426,7 @@ static int list_contains(PyObject *self, PyObject *x) {
 }
 
 static PyObject *list_clear(PyObject *self, PyObject *Py_UNUSED(a)) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     int rc;
     GF_BLOCKING(rc, gf_list_clear(st->arena, OFF(self)));
     if (rc < 0) return lerr(st, rc, "SharedList.clear");
@@ -602,7 +610,7 @@ static PyObject *list_get_off(PyObject *self, void *Py_UNUSED(c)) {
 }
 
 static PyObject *list_check(PyObject *self, PyObject *Py_UNUSED(a)) {
-    gf_state *st = gf_state_of(self);
+    gf_state *st = gf_cst(self);
     int64_t n;
     GF_BLOCKING(n, gf_list_check(st->arena, OFF(self)));
     if (n < 0) return lerr(st, n, "SharedList check");

@@ -63,6 +63,13 @@ int gf_fork(gf_state *st, gf_proc *p, uint32_t flags) {
     return 0;
 }
 
+/* See ext.h. */
+void gf_release_before_exit(gf_state *st) {
+    gf_handles_release_at_exit(st);
+    gf_rings_release_all(st);
+    if (st->arena) gf_arena_flush(st->arena);
+}
+
 /* ------------------------------------------------------------------ module functions */
 
 static PyObject *mod_after_fork_child(PyObject *m, PyObject *Py_UNUSED(args)) {

@@ -263,13 +263,7 @@ static PyObject *mod_fork(PyObject *m, PyObject *args, PyObject *kw) {
         }
     }
     flush_std();
-    gf_handles_release_at_exit(st);
-    /* The transport keeps its own registry of ring handles (queue.c): release those too. */
-    PyObject *rel = PyObject_GetAttrString(m, "_ring_release_all");
-    PyObject *rr = rel ? PyObject_CallNoArgs(rel) : NULL;
-    Py_XDECREF(rr);
-    Py_XDECREF(rel);
-    PyErr_Clear();
+    gf_release_before_exit(st);
     _exit(code & 0xff);
 }
 

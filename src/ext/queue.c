@@ -1338,14 +1338,16 @@ static PyMethodDef ring_methods[] = {
     {"close", (PyCFunction)ring_close, METH_NOARGS, "Release this handle."},
     {"shutdown", (PyCFunction)ring_shutdown, METH_NOARGS,
      "Close the shared ring(s) for every process: puts fail, gets drain then fail."},
-    {"qsize", (PyCFunction)ring_qsize, METH_NOARGS, NULL},
-    {"empty", (PyCFunction)ring_empty, METH_NOARGS, NULL},
-    {"full", (PyCFunction)ring_full, METH_NOARGS, NULL},
+    {"qsize", (PyCFunction)ring_qsize, METH_NOARGS, "Number of messages queued (exact, shared by every process)."},
+    {"empty", (PyCFunction)ring_empty, METH_NOARGS, "True if no message is queued."},
+    {"full", (PyCFunction)ring_full, METH_NOARGS, "True if maxsize messages are queued (never for maxsize 0)."},
     {"fileno", (PyCFunction)ring_fileno, METH_NOARGS,
      "An eventfd readable while messages are queued (pipes)."},
-    {"task_done", (PyCFunction)ring_task_done, METH_NOARGS, NULL},
-    {"join", (PyCFunction)ring_join, METH_NOARGS, NULL},
-    {"_peer_gone", (PyCFunction)ring_peer_gone, METH_NOARGS, NULL},
+    {"task_done", (PyCFunction)ring_task_done, METH_NOARGS,
+     "JoinableQueue: a task taken with get() is complete (ValueError if called too often)."},
+    {"join", (PyCFunction)ring_join, METH_NOARGS,
+     "JoinableQueue: block until every item put has been marked task_done()."},
+    {"_peer_gone", (PyCFunction)ring_peer_gone, METH_NOARGS, "True if the other end of a pipe is closed."},
     {"_put_raw", (PyCFunction)ring_put_raw, METH_O, "Put bytes without a frame (tests)."},
     {"__reduce__", (PyCFunction)ring_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
@@ -1353,11 +1355,11 @@ static PyMethodDef ring_methods[] = {
 
 static PyGetSetDef ring_getset[] = {
     {"closed", (getter)ring_get_closed, NULL, "True once close() was called.", NULL},
-    {"readable", (getter)ring_get_readable, NULL, NULL, NULL},
-    {"writable", (getter)ring_get_writable, NULL, NULL, NULL},
-    {"maxsize", (getter)ring_get_maxsize, NULL, NULL, NULL},
-    {"_offsets", (getter)ring_get_offsets, NULL, NULL, NULL},
-    {"_unfinished", (getter)ring_unfinished, NULL, NULL, NULL},
+    {"readable", (getter)ring_get_readable, NULL, "True if this end can receive.", NULL},
+    {"writable", (getter)ring_get_writable, NULL, "True if this end can send.", NULL},
+    {"maxsize", (getter)ring_get_maxsize, NULL, "Maximum number of queued messages (0 = unbounded).", NULL},
+    {"_offsets", (getter)ring_get_offsets, NULL, "Arena offsets of the ring(s) (tests).", NULL},
+    {"_unfinished", (getter)ring_unfinished, NULL, "JoinableQueue: tasks not yet done.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1417,9 +1419,13 @@ static PyObject *mod_ring_after_fork_child(PyObject *m, PyObject *Py_UNUSED(a)) 
 
 /* Release every live handle of this process (a worker about to os._exit() calls this so that
  * its references and holder counts are returned at once). */
-static PyObject *mod_ring_release_all(PyObject *m, PyObject *Py_UNUSED(a)) {
-    gf_state *st = PyModule_GetState(m);
+/* See ext.h. */
+void gf_rings_release_all(gf_state *st) {
     for (RingObject *r = live_head; r; r = r->next) ring_release(st, r);
+}
+
+static PyObject *mod_ring_release_all(PyObject *m, PyObject *Py_UNUSED(a)) {
+    gf_rings_release_all(PyModule_GetState(m));
     Py_RETURN_NONE;
 }
 

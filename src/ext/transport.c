@@ -95,10 +95,26 @@ static int oob_copy(gf_state *st, PyObject *lst, gf_enc *e) {
             return -1;
         }
     }
+    const char *base = gf_arena_base(st->arena);
+    size_t asize = gf_arena_size(st->arena);
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_buffer v;
         if (PyObject_GetBuffer(PyList_GET_ITEM(lst, i), &v, PyBUF_ANY_CONTIGUOUS) < 0) return -1;
         gf_off blk;
+        /* A buffer that already is a whole arena block from its start (e.g. an array received
+         * from another process, sent on or returned) travels by reference: one more holder
+         * of the block, no copy. Both sides then share that memory. */
+        if ((const char *)v.buf > base && (const char *)v.buf < base + asize) {
+            blk = (gf_off)((const char *)v.buf - base);
+            if (gf_block_size(st->arena, blk) >= (size_t)v.len &&
+                gf_block_share(st->arena, blk) == 0) {
+                e->bufs[i].block = blk;
+                e->bufs[i].len = (uint64_t)v.len;
+                e->nbufs = (uint32_t)(i + 1);
+                PyBuffer_Release(&v);
+                continue;
+            }
+        }
         int rc = gf_alloc(st->arena, (size_t)v.len, &blk);
         if (rc < 0) {
             PyBuffer_Release(&v);
@@ -362,7 +378,8 @@ static void free_bufs(gf_state *st, const gf_frame *fr, uint32_t i) {
 /* See transport.h. */
 void gf_msg_discard(gf_state *st, gf_msg *msg) {
     gf_frame fr;
-    if (gf_frame_parse(st->arena, msg->data, msg->len, &fr) == 0 && fr.kind == GF_FRAME_PICKLE)
+    if (gf_frame_parse(st->arena, msg->data, msg->len, &fr) == 0 &&
+        (fr.kind == GF_FRAME_PICKLE || fr.kind == GF_FRAME_ERROR)) /* both own their buffers */
         free_bufs(st, &fr, 0);
     gf_msg_release(st->arena, msg);
 }

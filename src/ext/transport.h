@@ -3,7 +3,9 @@
  *
  * Encoding: exact bytes, str, int (int64), float, None and bytearray skip pickle; everything
  * else is pickled (protocol 5). PickleBuffers of at least GF_OOB_MIN bytes are copied once
- * into arena blocks referenced by the frame; smaller ones stay in the pickle stream.
+ * into arena blocks referenced by the frame -- or, when the buffer already is a whole arena
+ * block (received out of band earlier), sent by reference (gf_block_share: no copy, both
+ * sides share the memory); smaller ones stay in the pickle stream.
  * Decoding: the frame is validated (gf_frame_parse); out-of-band buffers are handed to
  * pickle.loads as memoryviews of BlockView objects (zero-copy; the block is freed when the
  * last view goes away).

@@ -59,58 +59,70 @@ class BaseContext(_mpctx.BaseContext):
         return Condition(lock, ctx=self.get_context())
 
     def Semaphore(self, value=1):
+        """A counting semaphore (value: the initial count)."""
         from gilfree.synchronize import Semaphore
         return Semaphore(value, ctx=self.get_context())
 
     def BoundedSemaphore(self, value=1):
+        """A semaphore whose release() past the initial value raises ValueError."""
         from gilfree.synchronize import BoundedSemaphore
         return BoundedSemaphore(value, ctx=self.get_context())
 
     def Event(self):
+        """A process-shared event flag."""
         from gilfree.synchronize import Event
         return Event(ctx=self.get_context())
 
     def Barrier(self, parties, action=None, timeout=None):
+        """A barrier for `parties` threads/processes (threading.Barrier semantics)."""
         from gilfree.synchronize import Barrier
         return Barrier(parties, action, timeout, ctx=self.get_context())
 
     # ------------------------------------------------ shared ctypes (gilfree.sharedctypes)
     def RawValue(self, typecode_or_type, *args):
+        """A ctypes object in shared memory, without a lock."""
         from gilfree.sharedctypes import RawValue
         return RawValue(typecode_or_type, *args)
 
     def RawArray(self, typecode_or_type, size_or_initializer):
+        """A ctypes array in shared memory, without a lock."""
         from gilfree.sharedctypes import RawArray
         return RawArray(typecode_or_type, size_or_initializer)
 
     def Value(self, typecode_or_type, *args, lock=True):
+        """A synchronized ctypes object in shared memory (an RLock by default)."""
         from gilfree.sharedctypes import Value
         return Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
 
     def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        """A synchronized ctypes array in shared memory (an RLock by default)."""
         from gilfree.sharedctypes import Array
         return Array(typecode_or_type, size_or_initializer, lock=lock, ctx=self.get_context())
 
     # ------------------------------------------------ transport (gilfree.queues/connection)
     def Queue(self, maxsize=0):
+        """A process-shared FIFO queue in shared memory (maxsize 0: unbounded)."""
         cls = _optional("queues", "Queue")
         if cls is None:
             return super().Queue(maxsize)
         return cls(maxsize, ctx=self.get_context())
 
     def JoinableQueue(self, maxsize=0):
+        """A Queue with task_done() and join()."""
         cls = _optional("queues", "JoinableQueue")
         if cls is None:
             return super().JoinableQueue(maxsize)
         return cls(maxsize, ctx=self.get_context())
 
     def SimpleQueue(self):
+        """A minimal queue: put, get, empty, close."""
         cls = _optional("queues", "SimpleQueue")
         if cls is None:
             return super().SimpleQueue()
         return cls(ctx=self.get_context())
 
     def Pipe(self, duplex=True):
+        """A pair of connected Connection objects (duplex: both ends send and receive)."""
         fn = _optional("connection", "Pipe")
         if fn is None:
             return super().Pipe(duplex)
@@ -118,6 +130,7 @@ class BaseContext(_mpctx.BaseContext):
 
     # ------------------------------------------------ pool, managers
     def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+        """A process pool (gilfree.pool.Pool) using this context."""
         cls = _optional("pool", "Pool")
         if cls is None:  # no gilfree pool (yet): the standard library's, all of it
             return self._stdlib_context().Pool(processes, initializer, initargs,
@@ -125,6 +138,7 @@ class BaseContext(_mpctx.BaseContext):
         return cls(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
 
     def Manager(self):
+        """A started manager whose factories return gilfree shared objects."""
         fn = _optional("managers", "Manager")
         if fn is not None:
             return fn(ctx=self.get_context())
@@ -141,6 +155,7 @@ class BaseContext(_mpctx.BaseContext):
 
     # ------------------------------------------------ start methods
     def get_context(self, method=None):
+        """This context, or the context of start method `method`."""
         if method is None:
             return self
         try:
@@ -151,20 +166,24 @@ class BaseContext(_mpctx.BaseContext):
         return ctx
 
     def get_all_start_methods(self):
+        """The start methods available: fork, spawn, forkserver."""
         return ["fork", "spawn", "forkserver"]
 
 
 class ForkContext(BaseContext):
+    """The 'fork' start method (the default on Linux)."""
     _name = "fork"
     Process = _process.ForkProcess
 
 
 class SpawnContext(BaseContext):
+    """The 'spawn' start method: children run a fresh interpreter."""
     _name = "spawn"
     Process = _process.SpawnProcess
 
 
 class ForkServerContext(BaseContext):
+    """The 'forkserver' start method."""
     _name = "forkserver"
     Process = _process.ForkServerProcess
 
@@ -183,6 +202,7 @@ class DefaultContext(BaseContext):
         self._actual_context = None
 
     def get_context(self, method=None):
+        """The context in use (fixed at first use), or the one of start method `method`."""
         if method is None:
             if self._actual_context is None:
                 self._actual_context = self._default_context
@@ -190,6 +210,7 @@ class DefaultContext(BaseContext):
         return super().get_context(method)
 
     def set_start_method(self, method, force=False):
+        """Set the default start method (once, unless force=True)."""
         if self._actual_context is not None and not force:
             raise RuntimeError("context has already been set")
         if method is None and force:
@@ -198,6 +219,7 @@ class DefaultContext(BaseContext):
         self._actual_context = self.get_context(method)
 
     def get_start_method(self, allow_none=False):
+        """The name of the default start method (None if unset and allow_none)."""
         if self._actual_context is None:
             if allow_none:
                 return None

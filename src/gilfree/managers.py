@@ -102,6 +102,7 @@ class SyncManager:
 
     # ------------------------------------------------ life cycle (cheap no-ops)
     def start(self, initializer=None, initargs=()):
+        """Run initializer(*initargs) if given; there is no server process to start."""
         if self._state == "started":
             raise RuntimeError("Already started manager")
         if initializer is not None:
@@ -109,15 +110,19 @@ class SyncManager:
         self._state = "started"
 
     def connect(self):
+        """Mark the manager started: there is no server to connect to."""
         self._state = "started"
 
     def get_server(self):
+        """Not supported: a gilfree manager has no server (raises)."""
         raise NotImplementedError("gilfree managers have no server process")
 
     def shutdown(self):
+        """Mark the manager shut down (the shared objects stay valid while referenced)."""
         self._state = "shutdown"
 
     def join(self, timeout=None):
+        """No-op: there is no server process to wait for."""
         pass
 
     def __enter__(self):
@@ -140,56 +145,73 @@ class SyncManager:
 
     # ------------------------------------------------ factories
     def dict(self, *args, **kwds):
+        """A SharedDict built like dict(*args, **kwds)."""
         return SharedDict(*args, **kwds)
 
     def list(self, sequence=()):
+        """A SharedList holding the items of `sequence`."""
         return SharedList(sequence)
 
     def Namespace(self, **kwds):
+        """A Namespace whose attributes live in shared memory."""
         return Namespace(**kwds)
 
     def Queue(self, maxsize=0):
+        """A gilfree Queue."""
         return self._ctx.Queue(maxsize)
 
     def JoinableQueue(self, maxsize=0):
+        """A gilfree JoinableQueue."""
         return self._ctx.JoinableQueue(maxsize)
 
     def Lock(self):
+        """A gilfree Lock."""
         return self._ctx.Lock()
 
     def RLock(self):
+        """A gilfree RLock."""
         return self._ctx.RLock()
 
     def Semaphore(self, value=1):
+        """A gilfree Semaphore."""
         return self._ctx.Semaphore(value)
 
     def BoundedSemaphore(self, value=1):
+        """A gilfree BoundedSemaphore."""
         return self._ctx.BoundedSemaphore(value)
 
     def Condition(self, lock=None):
+        """A gilfree Condition (over a new RLock by default)."""
         return self._ctx.Condition(lock)
 
     def Event(self):
+        """A gilfree Event."""
         return self._ctx.Event()
 
     def Barrier(self, parties, action=None, timeout=None):
+        """A gilfree Barrier."""
         return self._ctx.Barrier(parties, action, timeout)
 
     def Value(self, typecode, value, lock=True):
+        """A synchronized shared ctypes value (gilfree.Value)."""
         return self._ctx.Value(typecode, value, lock=lock)
 
     def Array(self, typecode, sequence, lock=True):
+        """A synchronized shared ctypes array (gilfree.Array)."""
         return self._ctx.Array(typecode, sequence, lock=lock)
 
     def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
+        """A gilfree Pool."""
         return self._ctx.Pool(processes, initializer, initargs, maxtasksperchild)
 
     # SharedMemoryManager API
     def SharedMemory(self, size):
+        """A new gilfree SharedMemory block of `size` bytes."""
         from gilfree.shared_memory import SharedMemory
         return SharedMemory(create=True, size=size)
 
     def ShareableList(self, sequence):
+        """A new gilfree ShareableList holding `sequence`."""
         from gilfree.shared_memory import ShareableList
         return ShareableList(sequence)
 

@@ -9,7 +9,6 @@ Results are collected by whichever thread waits for one (leader/follower: no thr
 fast path); a background thread collects only when nobody else does (callbacks, supervision).
 """
 
-import array
 import io
 import itertools
 import math
@@ -25,6 +24,12 @@ from multiprocessing import TimeoutError
 from multiprocessing.pool import MaybeEncodingError, ThreadPool
 
 from gilfree import _core
+
+
+def _discard_buffer(buf):
+    """pickle buffer_callback: keep the buffer out of band and drop it (a picklability check)."""
+    return None
+
 
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "WorkerLostError",
            "TaskTimeoutError", "RemoteTraceback", "TimeoutError"]
@@ -101,13 +106,23 @@ def _rebuild_error(value):
     return RuntimeError(repr(exc))
 
 
+_unpack_into = _core.Pool.unpack_into
+
+
 def _unpack(value):
-    """A map chunk's results: a list, or int64 bytes packed by the worker (all ints)."""
+    """A map chunk's results: a list, or a packed list made by the worker (bytes: all
+    int64, all str or all bytes; see src/ext/pool.c "packed lists")."""
     if type(value) is bytes:
-        a = array.array("q")
-        a.frombytes(value)
-        return a.tolist()
+        return _core.Pool.unpack(value)
     return value
+
+
+def _send(sink, index, status, value, worker, elapsed):
+    """Deliver one result to its sink (map chunks also get the worker's time on it)."""
+    if type(sink) is MapResult:
+        sink._deliver_t(index, status, value, worker, elapsed)
+    else:
+        sink._deliver(index, status, value, worker)
 
 
 def _status_error(status, value, worker):
@@ -142,6 +157,7 @@ class ApplyResult:
         self._ids = ()
 
     def ready(self):
+        """True once the call has completed (multiprocessing.pool.AsyncResult.ready)."""
         return self._done
 
     is_set = ready
@@ -158,15 +174,23 @@ class ApplyResult:
         return ev.wait(timeout)
 
     def successful(self):
+        """True if the call returned without raising; ValueError if it is not ready yet
+        (as multiprocessing.pool.AsyncResult.successful)."""
         if not self._done:
             raise ValueError("{0!r} not ready".format(self))
         return self._success
 
     def wait(self, timeout=None):
+        """Wait until the result is ready or ``timeout`` seconds pass (None: forever);
+        returns None (as multiprocessing.pool.AsyncResult.wait)."""
         if not self._done:
             self._pool._wait_until(self, timeout)
 
     def get(self, timeout=None):
+        """The result, waiting up to ``timeout`` seconds (None: forever); raises
+        multiprocessing.TimeoutError if not ready by then, or re-raises the call's exception
+        (with a RemoteTraceback cause), WorkerLostError or TaskTimeoutError
+        (multiprocessing.pool.AsyncResult.get)."""
         if not self._done:
             self._pool._wait_until(self, timeout)
             if not self._done:
@@ -202,33 +226,194 @@ class ApplyResult:
 AsyncResult = ApplyResult
 
 
+class _Chunker:
+    """Adaptive chunk sizes for map(chunksize=None) (issue 3).
+
+    The first chunks hold one item each (probes); every result carries the worker's time on
+    its chunk, and the next chunks are sized so that one takes about TARGET_NS, growing at
+    most GROWTH-fold over the largest chunk measured so far (a probe does not tell much), and
+    near the end no more than a 1/(2 x workers) share of what is left (so that the tail
+    balances) unless that is under MIN_NS of work. Time per item: decaying average of the
+    workers' reports (results carry each chunk's elapsed time, measured by the C core).
+    Chunks out per worker: at least INFLIGHT (one running, one queued), more when chunks are
+    short, so that each worker has about QUEUE_NS of work queued (at most MAX_INFLIGHT): on a
+    busy machine the parent may be off the CPU for several ms, and the workers must not run
+    dry meanwhile. Slow items stay at INFLIGHT (queued work cannot move between workers).
+    """
+
+    TARGET_NS = 4_000_000
+    MIN_NS = 500_000
+    GROWTH = 16
+    INFLIGHT = 2
+    MAX_INFLIGHT = 4
+    QUEUE_NS = 8_000_000  # (deeper queues strand work behind a worker the OS preempts)
+
+    def __init__(self, items, n, nworkers):
+        self.items = items
+        self.n = n
+        self.nw = nworkers
+        self.next = 0           # first item not yet sent
+        self.inflight = 0       # chunks out
+        self.max_inflight = self.INFLIGHT * nworkers  # raised by observe(); close() lifts it
+        self.last = 1           # size of the last chunk planned
+        self.ns = 0.0           # decaying sums of worker time and items measured
+        self.nitems = 0.0
+        self.biggest = 0        # largest chunk measured
+        self.busy = False       # a thread is submitting
+        self.nchunks = 0
+
+    def size(self):
+        rem = self.n - self.next
+        if self.biggest == 0:
+            return 1
+        per = self.ns / self.nitems if self.nitems else 0.0
+        if per <= 0:
+            per = 1.0
+        s = min(self.TARGET_NS / per, self.GROWTH * self.biggest)
+        # the tail: a share of what is left, but not below MIN_NS worth of items (tiny
+        # chunks at the end would cost more round trips than the imbalance they save)
+        tail = max(-(-rem // (2 * self.nw)), self.MIN_NS / per)
+        self.last = max(1, min(rem, int(min(s, tail))))
+        return self.last
+
+    def observe(self, k, elapsed):
+        if k <= 0:
+            return
+        self.ns = 0.5 * self.ns + elapsed
+        self.nitems = 0.5 * self.nitems + k
+        if k > self.biggest:
+            self.biggest = k
+        if self.max_inflight < (1 << 62):
+            # the next chunks' duration; while still ramping up (until a chunk of the current
+            # scale took MIN_NS) stay at INFLIGHT, or many chunks of a stale small size go out
+            per = self.ns / self.nitems
+            chunk_ns = per * max(1.0, min(self.TARGET_NS / per if per > 0 else 1e18,
+                                          self.GROWTH * self.biggest))
+            per_worker = self.INFLIGHT
+            if chunk_ns >= self.MIN_NS and k * 16 >= self.biggest and elapsed >= self.MIN_NS:
+                per_worker = min(max(1 + math.ceil(self.QUEUE_NS / chunk_ns), self.INFLIGHT),
+                                 self.MAX_INFLIGHT)
+            self.max_inflight = self.nw * per_worker
+
+
 class MapResult(ApplyResult):
-    def __init__(self, pool, length, nchunks, callback=None, error_callback=None, progress=None):
+    """The AsyncResult of map_async/starmap_async (multiprocessing.pool.MapResult): get()
+    returns the list of results in input order; the first failing chunk fails the whole
+    map, and its chunks still queued are cancelled."""
+
+    def __init__(self, pool, length, nchunks, callback=None, error_callback=None, progress=None,
+                 plan=None):
         super().__init__(pool, callback, error_callback)
-        self._value = [None] * length
-        self._remaining = nchunks
+        # n empty slots, filled in place by the chunks (calloc'd: no 8 MB of stores and page
+        # faults before the first chunk goes out); nobody sees the list before it is full
+        self._value = _core.Pool.new_list(length)
+        self._left = length       # items not yet delivered
         self._progress = progress
-        if nchunks == 0:
+        self._plan = plan
+        self._mlock = threading.Lock()
+        self._kind = K_MAP
+        self._fnb = b""
+        self._task_timeout = None
+        self._retries = 0
+        self._nchunks = nchunks
+        if length == 0:
             self._set(True, self._value)
 
+    def _refill(self, block):
+        """Adaptive mode: send chunks until INFLIGHT per worker are out. One thread at a time
+        submits; another one finding it busy returns (the busy one re-checks under the lock
+        before it lets go). block=False: when every mailbox is full, retry after the next
+        results (pool._starved) instead of waiting."""
+        plan = self._plan
+        pool = self._pool
+        mine = False
+        while True:
+            with self._mlock:
+                if plan.busy and not mine:
+                    return
+                if self._done or plan.next >= plan.n or plan.inflight >= plan.max_inflight:
+                    plan.busy = False
+                    return
+                plan.busy = mine = True
+                start = plan.next
+                size = plan.size()
+                plan.next = start + size
+                plan.inflight += 1
+                plan.nchunks += 1
+            try:
+                tid = pool._submit(self._kind, self._fnb, plan.items[start:start + size], self,
+                                   start, self._task_timeout, self._retries, block=block)
+            except BaseException:
+                with self._mlock:
+                    plan.next = start
+                    plan.inflight -= 1
+                    plan.nchunks -= 1
+                    plan.busy = False
+                raise
+            if tid is None:
+                with self._mlock:
+                    plan.next = start
+                    plan.inflight -= 1
+                    plan.nchunks -= 1
+                    plan.busy = False
+                with _evlock:
+                    pool._starved.add(self)
+                return
+            self._ids.append(tid)
+            self._nchunks = plan.nchunks
+
     def _deliver(self, start, status, value, worker):
+        self._deliver_t(start, status, value, worker, 0)
+
+    def _deliver_t(self, start, status, value, worker, elapsed):
         if self._done:
             return
+        plan = self._plan
         if status == S_OK:
-            value = _unpack(value)
-            self._value[start:start + len(value)] = value
+            k = len(value) if type(value) is not bytes else None
+            if plan is not None:
+                if k is None:
+                    k = _core.Pool.count(value)
+                with self._mlock:
+                    plan.inflight -= 1
+                    plan.observe(k, elapsed)
+                    more = plan.next < plan.n and not plan.busy
+                if more:  # the workers get their next chunk before we decode this one
+                    try:
+                        self._refill(False)
+                    except BaseException as e:
+                        self._fail(e)
+                        return
+            if type(value) is bytes:
+                k = _unpack_into(self._value, start, value)
+            else:
+                k = len(value)
+                self._value[start:start + k] = value
             if self._progress is not None:
-                self._progress.update(len(value))
-            self._remaining -= 1
-            if self._remaining == 0:
+                self._progress.update(k)
+            with self._mlock:
+                self._left -= k
+                last = self._left == 0
+            if last:
                 if self._progress is not None:
                     self._progress.close()
                 self._set(True, self._value)
         else:
-            if self._progress is not None:
-                self._progress.close()
-            self._set(False, _status_error(status, value, worker))
-            self._pool._cancel_ids(self._ids)
+            self._fail(_status_error(status, value, worker))
+
+    def _set(self, success, value):
+        if self._plan is not None:
+            with _evlock:
+                self._pool._adaptive.discard(self)
+        super()._set(success, value)
+
+    def _fail(self, exc):
+        if self._done:
+            return
+        if self._progress is not None:
+            self._progress.close()
+        self._set(False, exc)
+        self._pool._cancel_ids(self._ids)
 
 
 class _BatchSink:
@@ -461,6 +646,8 @@ class Pool:
         self._maxtasks = maxtasksperchild
         self._pending = {}
         self._orphans = {}
+        self._starved = set()  # adaptive maps waiting for mailbox space
+        self._adaptive = set()  # adaptive maps not finished (close() sends their rest)
         self._fncache = {}
         self._drained = False
         self._last_collect = 0.0
@@ -502,13 +689,17 @@ class Pool:
         except TypeError:  # unhashable callable
             return pickle.dumps(fn)
 
-    def _submit(self, kind, fnb, obj, sink, index, timeout=None, retries=0, wake=False):
-        """Queue one task; returns its id. Drains results while the mailboxes are full."""
+    def _submit(self, kind, fnb, obj, sink, index, timeout=None, retries=0, wake=False,
+                block=True):
+        """Queue one task; returns its id. Drains results while the mailboxes are full
+        (block=False: returns None instead)."""
         t = float(timeout) if timeout else 0.0
         while True:
             tid = self._core.submit(kind, fnb, obj, t, retries, False)
             if tid is not None:
                 break
+            if not block:
+                return None
             if self._collect.acquire(False):
                 try:
                     self._collect_once(0.002)
@@ -521,7 +712,7 @@ class Pool:
             if o is None:
                 self._pending[tid] = (sink, index)
         if o is not None:
-            sink._deliver(index, *o)
+            _send(sink, index, *o)
         elif wake or getattr(sink, "_callback", None) or getattr(sink, "_error_callback", None):
             self._bg_wake.set()
         return tid
@@ -534,13 +725,21 @@ class Pool:
             self._drained = True
             return None
         self._last_collect = time.monotonic()
-        for tid, status, worker, value in res:
+        for tid, status, worker, value, elapsed in res:
             with self._lock:
                 entry = self._pending.pop(tid, None)
                 if entry is None:
-                    self._orphans[tid] = (status, value, worker)
+                    self._orphans[tid] = (status, value, worker, elapsed)
             if entry is not None:
-                entry[0]._deliver(entry[1], status, value, worker)
+                _send(entry[0], entry[1], status, value, worker, elapsed)
+        if self._starved:
+            with _evlock:
+                starved, self._starved = self._starved, set()
+            for r in starved:
+                try:
+                    r._refill(False)
+                except BaseException as e:
+                    r._fail(e)
         return len(res)
 
     def _wait_until(self, event, timeout):
@@ -548,7 +747,8 @@ class Pool:
             self._flush()
         deadline = None if timeout is None else time.monotonic() + timeout
         evwait = getattr(event, "_evwait", None) or event.wait
-        self._waiters += 1
+        with _evlock:  # (+= on an attribute is not atomic between threads)
+            self._waiters += 1
         try:
             while not event.is_set():
                 rem = None if deadline is None else deadline - time.monotonic()
@@ -573,7 +773,8 @@ class Pool:
                     evwait(0.001 if rem is None else min(rem, 0.001))
             return True
         finally:
-            self._waiters -= 1
+            with _evlock:
+                self._waiters -= 1
 
     def _bg_loop(self):
         """Collect results when nobody else does (callbacks, supervision)."""
@@ -621,10 +822,17 @@ class Pool:
 
     # ------------------------------------------------ stdlib API
     def apply(self, func, args=(), kwds={}, **kw):
+        """func(*args, **kwds) in a worker, blocking until it returns (Pool.apply). Extra
+        keywords (``timeout``, ``retries``) go to apply_async()."""
         return self.apply_async(func, args, kwds, **kw).get()
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None,
                     timeout=None, retries=0):
+        """Run func(*args, **kwds) in a worker; returns an ApplyResult (Pool.apply_async).
+        ``callback``/``error_callback`` get the result/exception in a pool thread. Plain calls
+        are batched (up to 256 per pool task). ``timeout`` (seconds) kills and replaces the
+        worker if the call runs longer (TaskTimeoutError); ``retries`` re-runs it if its worker
+        dies (else WorkerLostError)."""
         if self._state != RUN:
             raise ValueError("Pool not running")
         res = ApplyResult(self, callback, error_callback)
@@ -639,11 +847,13 @@ class Pool:
         # (when the batch is full, when anyone waits, or within a few ms by the bg thread)
         for a in args:
             if type(a) not in _SIMPLE:
-                pickle.dumps((args, kwds))  # an unpicklable argument fails here, not later
+                # An unpicklable argument fails here, not later. Buffers (NumPy arrays) are
+                # left out of band: checking must not copy a 100 MB array in-band.
+                pickle.dumps((args, kwds), protocol=5, buffer_callback=_discard_buffer)
                 break
         else:
             if kwds:
-                pickle.dumps(kwds)
+                pickle.dumps(kwds, protocol=5, buffer_callback=_discard_buffer)
         with _evlock:
             b = self._batch
             b.append((res, fnb, args, kwds))
@@ -684,11 +894,24 @@ class Pool:
         # a range is sent as range slices (a few bytes per chunk); lists and tuples are sliced
         items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
         n = len(items)
+        # adaptive chunking, except under maxtasksperchild (every probe chunk would use up
+        # a task of a worker's quota: keep the fixed, few chunks there)
+        adaptive = chunksize is None and not self._maxtasks
         if chunksize is None:
             chunksize = self._auto_chunksize(n)
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         fnb = self._fnbytes(func)
+        if adaptive:
+            res = MapResult(self, n, 0, callback, error_callback, _make_progress(progress, n),
+                            _Chunker(items, n, self._processes))
+            res._ids = []
+            res._kind, res._fnb, res._task_timeout, res._retries = kind, fnb, timeout, retries
+            if n:
+                with _evlock:
+                    self._adaptive.add(res)
+                res._refill(True)
+            return res
         nchunks = (n + chunksize - 1) // chunksize
         res = MapResult(self, n, nchunks, callback, error_callback,
                         _make_progress(progress, n))
@@ -709,24 +932,44 @@ class Pool:
             raise
 
     def map(self, func, iterable, chunksize=None, timeout=None, retries=0, progress=False):
+        """[func(x) for x in iterable] computed in the workers, in order (Pool.map); blocks,
+        and cancels the queued chunks if interrupted. ``chunksize=None`` (the default) sizes
+        chunks adaptively from the workers' measured time per item (fixed chunks under
+        maxtasksperchild); an int fixes it. The iterable is materialised (ranges, lists and
+        tuples are sliced).
+        ``timeout`` (seconds, per chunk) kills and replaces a worker whose task runs longer and
+        fails the call with TaskTimeoutError; ``retries`` re-runs a task whose worker died
+        (else WorkerLostError); ``progress=True`` shows a progress bar (tqdm if installed,
+        else a plain one on stderr)."""
         return self._get_or_cancel(self._map_async(K_MAP, func, iterable, chunksize, None, None,
                                                    timeout, retries, progress))
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
                   timeout=None, retries=0, progress=False):
+        """Non-blocking map(): returns a MapResult (Pool.map_async); ``callback`` gets the
+        result list, ``error_callback`` the first exception."""
         return self._map_async(K_MAP, func, iterable, chunksize, callback, error_callback,
                                timeout, retries, progress)
 
     def starmap(self, func, iterable, chunksize=None, timeout=None, retries=0, progress=False):
+        """[func(*args) for args in iterable], in order (Pool.starmap); otherwise as map()."""
         return self._get_or_cancel(self._map_async(K_STARMAP, func, iterable, chunksize, None,
                                                    None, timeout, retries, progress))
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None,
                       timeout=None, retries=0, progress=False):
+        """Non-blocking starmap(): returns a MapResult (Pool.starmap_async)."""
         return self._map_async(K_STARMAP, func, iterable, chunksize, callback, error_callback,
                                timeout, retries, progress)
 
     def imap(self, func, iterable, chunksize=1, timeout=None, retries=0, progress=False):
+        """A lazy iterator of func(x) for x in iterable, in order (Pool.imap): the input is read
+        as results are consumed, with a bounded number of ``chunksize``-item chunks in flight;
+        its next(timeout) raises multiprocessing.TimeoutError.
+        ``timeout`` (seconds, per chunk) kills and replaces a worker whose task runs longer and
+        fails the call with TaskTimeoutError; ``retries`` re-runs a task whose worker died
+        (else WorkerLostError); ``progress=True`` shows a progress bar (tqdm if installed,
+        else a plain one on stderr)."""
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
@@ -736,6 +979,7 @@ class Pool:
 
     def imap_unordered(self, func, iterable, chunksize=1, timeout=None, retries=0,
                        progress=False):
+        """As imap(), but results come in completion order (Pool.imap_unordered)."""
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
@@ -745,7 +989,9 @@ class Pool:
 
     def map_lines(self, fn, path, chunk_bytes=1 << 20, encoding="utf-8", errors="strict",
                   progress=False):
-        """[fn(line) for line in open(path)] with workers reading their own byte ranges."""
+        """gilfree extra: [fn(line) for line in open(path)] with workers reading their own byte
+        ranges (about ``chunk_bytes`` each, split at line ends) instead of the parent sending
+        every line; lines are decoded with ``encoding``/``errors``, results come in order."""
         self._check_running()
         path = os.fspath(path)
         size = os.path.getsize(path)
@@ -769,13 +1015,33 @@ class Pool:
             out.extend(chunk)
         return out
 
+    def _send_rest(self):
+        """Before close: adaptive maps send all their remaining chunks now (no more submits
+        after close; the work already asked for must still run, as with the stdlib)."""
+        with _evlock:
+            maps = list(self._adaptive)
+        for r in maps:
+            plan = r._plan
+            plan.max_inflight = 1 << 62
+            while not r._done and plan.next < plan.n:
+                r._refill(True)
+                if plan.busy:
+                    time.sleep(0.0005)
+
     def close(self):
+        """Accept no more work; the tasks already submitted (batched apply_async calls and
+        the rest of adaptive maps included) still run, and the workers exit when done
+        (Pool.close)."""
         if self._state == RUN:
             self._flush()
+            self._send_rest()
             self._state = CLOSE
             self._core.close()
 
     def terminate(self):
+        """Stop the workers now; outstanding tasks fail with CancelledError. Also what
+        ``with Pool() as p:`` does on exit, and done to live pools at interpreter exit
+        (Pool.terminate)."""
         if self._state == TERMINATE:
             return
         try:
@@ -802,17 +1068,21 @@ class Pool:
         self._forker.join(1.0)
 
     def join(self):
+        """Wait for the workers to exit after close() or terminate(), delivering the remaining
+        results; ValueError if the pool is still running (Pool.join)."""
         if self._state == RUN:
             raise ValueError("Pool is still running")
         if self._state == CLOSE:
-            self._waiters += 1
+            with _evlock:
+                self._waiters += 1
             try:
                 with self._collect:
                     while not self._drained:
                         if self._collect_once(0.1) is None:
                             break
             finally:
-                self._waiters -= 1
+                with _evlock:
+                    self._waiters -= 1
             _live_pools.discard(self)
             self._shutdown_threads()
         else:
@@ -832,7 +1102,10 @@ class Pool:
 
     # ------------------------------------------------ extras
     def stats(self):
+        """gilfree extra: a dict of the C pool's counters: live_workers, outstanding (tasks
+        not yet resolved), spawned and deaths (workers forked / lost so far)."""
         return self._core.stats()
 
     def worker_pids(self):
+        """gilfree extra: the process ids of the live workers."""
         return [p for p in self._core.pids() if p]

@@ -187,6 +187,7 @@ class _ForkServerPopen(_popen_forkserver.Popen):
 # ---------------------------------------------------------------- Process classes
 
 class ForkProcess(BaseProcess):
+    """A Process started with fork (gilfree's Popen)."""
     _start_method = "fork"
 
     @staticmethod
@@ -195,6 +196,7 @@ class ForkProcess(BaseProcess):
 
 
 class SpawnProcess(BaseProcess):
+    """A Process started with spawn: the child gets the arena's fd and attaches."""
     _start_method = "spawn"
 
     @staticmethod
@@ -207,6 +209,7 @@ class SpawnProcess(BaseProcess):
 
 
 class ForkServerProcess(BaseProcess):
+    """A Process started through the fork server."""
     _start_method = "forkserver"
 
     @staticmethod

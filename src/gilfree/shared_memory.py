@@ -122,10 +122,12 @@ class SharedMemory:
 
     @property
     def name(self):
+        """The block's name (pass it to SharedMemory(name) in another process)."""
         return self._name
 
     @property
     def size(self):
+        """Size in bytes."""
         return self._size
 
     def close(self):

@@ -2,10 +2,16 @@
 
 ``RawValue``, ``RawArray``, ``Value``, ``Array``, ``copy``, ``synchronized``. The storage is a
 :class:`gilfree._core.SharedBuffer` (a zeroed block of the process tree's arena); the ctypes
-object is ``type.from_buffer`` on it. The synchronized wrappers are the standard library's
-classes (``isinstance(v, multiprocessing.sharedctypes.Synchronized)`` holds), with gilfree locks
-(an RLock by default) and a reduction that works for running processes too: Values, Arrays and
-raw ctypes objects can be sent through a gilfree Queue or Pipe, not only passed at creation.
+object is ``type.from_buffer`` on it. The synchronized wrappers subclass the standard
+library's classes (``isinstance(v, multiprocessing.sharedctypes.Synchronized)`` holds) and
+gilfree._core's C wrappers (``.value``, indexing, ``get_lock()``, ``with``: C slots that read the
+shared memory directly), with gilfree locks (an RLock by default) and a reduction that works for
+running processes too: Values, Arrays and raw ctypes objects can be sent through a gilfree Queue
+or Pipe, not only passed at creation.
+
+Differences from the standard library: ``_obj`` and ``_lock`` are read-only; ``acquire`` and
+``release`` are methods of the wrapper (forwarding to the lock) rather than the lock's own bound
+methods stored on the instance.
 """
 
 import copyreg
@@ -140,19 +146,44 @@ def copy(obj):
 
 
 # ---------------------------------------------------------------- synchronized wrappers
+#
+# The wrappers are the standard library's classes (isinstance(v, multiprocessing.sharedctypes.
+# Synchronized) holds) with gilfree._core's SyncValue / SyncArray first in their MRO: get_lock,
+# get_obj, acquire/release, with, .value and indexing are C slots that read/write the shared
+# memory directly for the plain numeric types, and take a gilfree lock in C (nothing at all
+# when the calling thread already holds the recursive lock: `with v.get_lock(): v.value += 1`).
 
-class SynchronizedBase(_mpsc.SynchronizedBase):
-    def __init__(self, obj, lock=None, ctx=None):
+# ctypes types whose values the C wrapper decodes itself: the exact standard types (not
+# subclasses, not byte-swapped variants, whose `.value` ctypes converts differently).
+_C_KINDS = {t: t._type_ for t in (
+    ctypes.c_byte, ctypes.c_ubyte, ctypes.c_short, ctypes.c_ushort, ctypes.c_int,
+    ctypes.c_uint, ctypes.c_long, ctypes.c_ulong, ctypes.c_longlong, ctypes.c_ulonglong,
+    ctypes.c_float, ctypes.c_double, ctypes.c_bool, ctypes.c_char)
+    if t._type_ in "bBhHiIlLqQfd?c"}
+
+
+def _kind_of(obj):
+    """The element typecode the C wrapper may decode for ctypes object obj, or None."""
+    if isinstance(obj, ctypes.Array):
+        return _C_KINDS.get(obj._type_)
+    return _C_KINDS.get(type(obj))
+
+
+class SynchronizedBase(_core.SyncBase, _mpsc.SynchronizedBase):
+    """Base of the synchronized wrappers: get_lock(), get_obj(), acquire(), release(), with."""
+
+    def __new__(cls, obj, lock=None, ctx=None):
         if not lock:
             lock = _lock_for(None, ctx)
-        super().__init__(obj, lock, ctx)
+        kind = _kind_of(obj) if issubclass(cls, (_core.SyncValue, _core.SyncArray)) else None
+        return super().__new__(cls, obj, lock, kind)
+
+    def __init__(self, obj, lock=None, ctx=None):
+        pass  # everything is set by __new__ (the standard library's __init__ sets attributes)
 
     def __reduce__(self):
         return synchronized, (self._obj, self._lock)
 
-
-# The accessors take the lock with acquire()/release() rather than `with`: on CPython 3.11 a
-# `with` on a C lock costs ~3x more (bound-method lookups of __enter__/__exit__).
 
 def _make_property(name):
     def fget(self):
@@ -174,42 +205,12 @@ def _make_property(name):
     return property(fget, fset)
 
 
-class Synchronized(SynchronizedBase, _mpsc.Synchronized):
-    @property
-    def value(self):
-        lock = self._lock
-        lock.acquire()
-        try:
-            return self._obj.value
-        finally:
-            lock.release()
-
-    @value.setter
-    def value(self, value):
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._obj.value = value
-        finally:
-            lock.release()
+class Synchronized(_core.SyncValue, SynchronizedBase, _mpsc.Synchronized):
+    """A synchronized ctypes value: .value is read and written under the lock."""
 
 
-class SynchronizedArray(SynchronizedBase, _mpsc.SynchronizedArray):
-    def __getitem__(self, i):
-        lock = self._lock
-        lock.acquire()
-        try:
-            return self._obj[i]
-        finally:
-            lock.release()
-
-    def __setitem__(self, i, value):
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._obj[i] = value
-        finally:
-            lock.release()
+class SynchronizedArray(_core.SyncArray, SynchronizedBase, _mpsc.SynchronizedArray):
+    """A synchronized ctypes array: len, indexing and slicing under the lock."""
 
 
 class SynchronizedString(SynchronizedArray, _mpsc.SynchronizedString):

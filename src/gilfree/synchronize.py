@@ -120,6 +120,7 @@ class Condition(_core.Condition):
         return _core.Condition.__new__(cls, lock if lock is not None else RLock())
 
     def wait_for(self, predicate, timeout=None):
+        """Wait until predicate() is true (or timeout); return its last value."""
         result = predicate()
         if result:
             return result

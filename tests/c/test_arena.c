@@ -475,6 +475,252 @@ TEST(sigkill_holding_alloc_lock) {
     gf_arena_detach(a);
 }
 
+/* ------------------------------------------------------------------ per-thread block cache */
+
+/* Fill a block with a pattern naming its owner and index; check it later. */
+static void tc_fill(gf_arena *a, gf_off off, uint64_t tag) {
+    uint64_t *p = gf_ptr(a, off);
+    size_t n = gf_block_size(a, off) / 8;
+    for (size_t i = 0; i < n; i++) p[i] = tag ^ (i * 0x9e3779b97f4a7c15ull);
+}
+static int tc_check(gf_arena *a, gf_off off, uint64_t tag) {
+    const uint64_t *p = gf_ptr(a, off);
+    size_t n = gf_block_size(a, off) / 8;
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (tag ^ (i * 0x9e3779b97f4a7c15ull))) return 0;
+    return 1;
+}
+
+#define TC_N 3000
+
+/* Allocate TC_N small blocks with patterns (sizes across the cached classes and a few larger),
+ * record their offsets in `rec` (shared), wait at the pipe barrier, check every pattern, free
+ * all. Result 0 or a nonzero failure step. */
+static int tc_churn(gf_arena *a, uint64_t who, gf_off *rec, int go_r, int ready_w) {
+    gf_off offs[TC_N]; /* per thread */
+    uint64_t s = who * 0x2545f4914f6cdd1dull + 1;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < TC_N; i++) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            size_t sz = i % 50 == 0 ? 5000 + s % 9000 : 1 + s % 4096;
+            if (gf_alloc(a, sz, &offs[i])) return 1;
+            tc_fill(a, offs[i], who << 32 | (uint64_t)i);
+            if (i % 7 == 3) { /* churn: free some right away and reallocate */
+                if (gf_free(a, offs[i])) return 2;
+                if (gf_alloc(a, sz, &offs[i])) return 3;
+                tc_fill(a, offs[i], who << 32 | (uint64_t)i);
+            }
+        }
+        if (rec && round == 2) memcpy(rec, offs, sizeof offs);
+        if (round == 2 && ready_w >= 0) { /* both sides hold all their blocks now */
+            char c = 1;
+            if (write(ready_w, &c, 1) != 1) return 4;
+            if (read(go_r, &c, 1) != 1) return 5;
+        }
+        for (int i = 0; i < TC_N; i++)
+            if (!tc_check(a, offs[i], who << 32 | (uint64_t)i)) return 6;
+        if (round == 2 && ready_w >= 0) { /* hold until the other side checked too */
+            char c = 1;
+            if (write(ready_w, &c, 1) != 1) return 7;
+            if (read(go_r, &c, 1) != 1) return 8;
+        }
+        for (int i = 0; i < TC_N; i++)
+            if (gf_free(a, offs[i])) return 9;
+    }
+    return 0;
+}
+
+static int cmp_off(const void *x, const void *y) {
+    gf_off a = *(const gf_off *)x, b = *(const gf_off *)y;
+    return (a > b) - (a < b);
+}
+
+/* Fork while the parent holds cached blocks: the child must not use them (the parent still
+ * owns them). Both allocate heavily with distinct patterns; no block is handed out twice
+ * (patterns intact, offset sets disjoint) and the allocator verifies afterwards. */
+TEST(tcache_fork_child_does_not_reuse_parent_cache) {
+    SKIP_UNDER_TSAN();
+    gf_arena *a = mk(0);
+    /* Put blocks into this thread's cache, of every cached class. */
+    gf_off warm[24 * 20];
+    for (int i = 0; i < 24 * 20; i++) ASSERT_OK(gf_alloc(a, (size_t)(i % 24 + 1) * 170, &warm[i]));
+    for (int i = 0; i < 24 * 20; i++) ASSERT_OK(gf_free(a, warm[i]));
+    gf_off recs;
+    ASSERT_OK(gf_alloc(a, 2 * sizeof(gf_off) * TC_N, &recs));
+    gf_off *rec = gf_ptr(a, recs);
+    int p2c[2], c2p[2];
+    ASSERT(pipe(p2c) == 0 && pipe(c2p) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        if (gf_arena_after_fork_child(a)) _exit(90);
+        int r = tc_churn(a, 2, rec + TC_N, p2c[0], c2p[1]);
+        gf_arena_detach(a);
+        _exit(r);
+    }
+    int r = tc_churn(a, 1, rec, c2p[0], p2c[1]);
+    int st = reap(pid);
+    ASSERT_EQ(r, 0);
+    ASSERT(WIFEXITED(st));
+    ASSERT_EQ(WEXITSTATUS(st), 0);
+    /* The blocks both held at the same moment are distinct. */
+    qsort(rec, 2 * TC_N, sizeof(gf_off), cmp_off);
+    for (int i = 1; i < 2 * TC_N; i++) ASSERT(rec[i] != rec[i - 1]);
+    ASSERT_OK(gf_free(a, recs));
+    ASSERT_EQ(gf__arena_verify(a), 0);
+    gf_arena_stats s;
+    ASSERT_OK(gf_arena_stats_get(a, &s));
+    ASSERT_EQ(s.live_blocks, 0);
+    ASSERT_EQ(s.in_use, 0);
+    gf_arena_detach(a);
+}
+
+static gf_arena *tc_arena;
+static void *tc_thread(void *arg) {
+    uintptr_t who = (uintptr_t)arg;
+    return (void *)(uintptr_t)tc_churn(tc_arena, who, NULL, -1, -1);
+}
+
+/* Threads allocate and free concurrently through their caches; everything is flushed at
+ * thread exit, stats stay exact, the allocator verifies. */
+TEST(tcache_threads) {
+    gf_arena *a = mk(0);
+    tc_arena = a;
+    gf_arena_stats s0, s;
+    ASSERT_OK(gf_arena_stats_get(a, &s0));
+    pthread_t th[4];
+    for (uintptr_t i = 0; i < 4; i++) ASSERT_EQ(pthread_create(&th[i], NULL, tc_thread, (void *)(i + 10)), 0);
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        ASSERT_EQ(pthread_join(th[i], &r), 0);
+        ASSERT_EQ((uintptr_t)r, 0);
+    }
+    ASSERT_OK(gf_arena_stats_get(a, &s));
+    ASSERT_EQ(s.live_blocks, s0.live_blocks);
+    ASSERT_EQ(s.in_use, s0.in_use);
+    ASSERT_EQ(gf__arena_verify(a), 0);
+    gf_arena_detach(a);
+}
+
+static void *tc_alloc_free_exit(void *arg) {
+    (void)arg;
+    gf_off o[40];
+    for (int i = 0; i < 40; i++)
+        if (gf_alloc(tc_arena, 700, &o[i])) return (void *)1;
+    for (int i = 0; i < 40; i++)
+        if (gf_free(tc_arena, o[i])) return (void *)2;
+    return NULL;
+}
+
+/* A thread's cached blocks go back to the shared lists when it exits: another thread then
+ * reuses them without moving the bump pointer. */
+TEST(tcache_flushed_at_thread_exit) {
+    gf_arena *a = mk(0);
+    tc_arena = a;
+    pthread_t t;
+    void *r;
+    ASSERT_EQ(pthread_create(&t, NULL, tc_alloc_free_exit, NULL), 0);
+    ASSERT_EQ(pthread_join(t, &r), 0);
+    ASSERT(r == NULL);
+    gf_arena_stats s0, s;
+    ASSERT_OK(gf_arena_stats_get(a, &s0));
+    ASSERT_EQ(s0.live_blocks, 0);
+    gf_off o[40];
+    for (int i = 0; i < 40; i++) ASSERT_OK(gf_alloc(a, 700, &o[i]));
+    ASSERT_OK(gf_arena_stats_get(a, &s));
+    ASSERT_EQ(s.top, s0.top); /* all 40 came from the flushed lists */
+    for (int i = 0; i < 40; i++) ASSERT_OK(gf_free(a, o[i]));
+    ASSERT_EQ(gf__arena_verify(a), 0);
+    gf_arena_detach(a);
+}
+
+static void tc_child_alloc_free(gf_arena *a, void *arg) {
+    (void)arg;
+    gf_off o[40];
+    for (int i = 0; i < 40; i++)
+        if (gf_alloc(a, 300, &o[i])) _exit(40);
+    for (int i = 0; i < 40; i++)
+        if (gf_free(a, o[i])) _exit(41);
+    /* spawn() detaches, which flushes this process's cache */
+}
+
+static void tc_child_flush_exit(gf_arena *a, void *arg) {
+    (void)arg;
+    gf_off o[40];
+    for (int i = 0; i < 40; i++)
+        if (gf_alloc(a, 300, &o[i])) _exit(40);
+    for (int i = 0; i < 40; i++)
+        if (gf_free(a, o[i])) _exit(41);
+    gf_arena_flush(a);
+    _exit(0); /* no detach: what a worker ending with _exit does */
+}
+
+/* gf_arena_flush before _exit gives the cached blocks back. */
+TEST(tcache_flush_before_exit) {
+    SKIP_UNDER_TSAN();
+    gf_arena *a = mk(0);
+    reap_ok(spawn(a, tc_child_flush_exit, NULL));
+    gf_arena_stats s0, s;
+    ASSERT_OK(gf_arena_stats_get(a, &s0));
+    gf_off o[40];
+    for (int i = 0; i < 40; i++) ASSERT_OK(gf_alloc(a, 300, &o[i]));
+    ASSERT_OK(gf_arena_stats_get(a, &s));
+    ASSERT_EQ(s.top, s0.top);
+    for (int i = 0; i < 40; i++) ASSERT_OK(gf_free(a, o[i]));
+    ASSERT_EQ(gf__arena_verify(a), 0);
+    gf_arena_detach(a);
+}
+
+/* gf_arena_detach flushes the cache: after a child allocated, freed and detached, the parent
+ * reuses its blocks (the bump pointer does not move). */
+TEST(tcache_flushed_at_detach) {
+    SKIP_UNDER_TSAN();
+    gf_arena *a = mk(0);
+    reap_ok(spawn(a, tc_child_alloc_free, NULL));
+    gf_arena_stats s0, s;
+    ASSERT_OK(gf_arena_stats_get(a, &s0));
+    ASSERT_EQ(s0.live_blocks, 0);
+    gf_off o[40];
+    for (int i = 0; i < 40; i++) ASSERT_OK(gf_alloc(a, 300, &o[i]));
+    ASSERT_OK(gf_arena_stats_get(a, &s));
+    ASSERT_EQ(s.top, s0.top);
+    /* Double frees are still caught on the cached path. */
+    ASSERT_OK(gf_free(a, o[0]));
+    ASSERT_EQ(gf_free(a, o[0]), GF_EINVAL);
+    for (int i = 1; i < 40; i++) ASSERT_OK(gf_free(a, o[i]));
+    ASSERT_EQ(gf__arena_verify(a), 0);
+    gf_arena_detach(a);
+}
+
+/* gf_block_share: a plain block with extra holders is freed by the last gf_free. */
+TEST(block_share) {
+    gf_arena *a = mk(0);
+    gf_off x, o;
+    ASSERT_OK(gf_alloc(a, 100000, &x));
+    ASSERT_OK(gf_block_share(a, x));
+    ASSERT_OK(gf_block_share(a, x));
+    ASSERT_OK(gf_free(a, x));
+    ASSERT_OK(gf_free(a, x));
+    ASSERT(gf_block_size(a, x) > 0); /* one holder left */
+    ASSERT_OK(gf_free(a, x));
+    ASSERT_EQ(gf_block_size(a, x), 0);
+    ASSERT_EQ(gf_free(a, x), GF_EINVAL);
+    ASSERT_EQ(gf_block_share(a, x), GF_EINVAL); /* not live */
+    ASSERT_OK(gf_obj_new(a, GF_OBJ_RAW, 64, &o));
+    ASSERT_EQ(gf_block_share(a, o), GF_EINVAL); /* objects count references themselves */
+    ASSERT_EQ(gf_obj_decref(a, o), 0);
+    /* A reused block starts unshared. */
+    ASSERT_OK(gf_alloc(a, 100000, &x));
+    ASSERT_OK(gf_free(a, x));
+    ASSERT_EQ(gf_block_size(a, x), 0);
+    ASSERT_EQ(gf__arena_verify(a), 0);
+    gf_arena_detach(a);
+}
+
 /* ------------------------------------------------------------------ process table */
 
 struct ident_msg {

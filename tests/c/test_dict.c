@@ -5,6 +5,7 @@
 #include "gilfree.h"
 #include "test.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 
@@ -939,6 +940,74 @@ TEST(crash_points) {
                (long long)n, leaked);
         if (leaked > leak[target]) FAIL("target %d: %d blocks leaked", target, leaked);
     }
+}
+
+static gf_arena *try_arena;
+static gf_off try_dict;
+static int try_pipe[2], try_back[2];
+static void *try_locker(void *arg) {
+    (void)arg;
+    char c;
+    if (gf_dict_lock(try_arena, try_dict, GF_FOREVER) != 0) return (void *)1;
+    if (write(try_back[1], "l", 1) != 1) return (void *)2;
+    if (read(try_pipe[0], &c, 1) != 1) return (void *)3;
+    gf_dict_unlock(try_arena, try_dict);
+    return NULL;
+}
+
+/* The non-waiting variants: same results as the waiting calls, GF_EAGAIN (nothing done) when
+ * another thread holds `with d.lock:`, when the value does not fit, or before a resize. */
+TEST(try_variants) {
+    gf_arena *a = NULL;
+    ASSERT_OK(gf_arena_create(0, &a));
+    gf_off d;
+    ASSERT_OK(gf_dict_create(a, 0, &d));
+    char buf[64];
+    gf_buf out;
+    ASSERT_EQ(gf_dict_try_get(a, d, "k", 1, buf, sizeof buf, &out), GF_ENOENT);
+    ASSERT_EQ(gf_dict_try_contains(a, d, "k", 1), 0);
+    ASSERT_EQ(gf_dict_try_set(a, d, "k", 1, "v1", 2), 0);
+    ASSERT_EQ(gf_dict_try_set(a, d, "k", 1, "v2", 2), 1);
+    ASSERT_OK(gf_dict_try_get(a, d, "k", 1, buf, sizeof buf, &out));
+    ASSERT_EQ(out.len, 2);
+    ASSERT(memcmp(out.data, "v2", 2) == 0 && out.heap == NULL);
+    ASSERT_EQ(gf_dict_try_contains(a, d, "k", 1), 1);
+    ASSERT_EQ(gf_dict_try_get(a, d, "k", 1, buf, 1, &out), GF_EAGAIN); /* too large for cap */
+    /* Inserting many keys: some inserts want a resize and say GF_EAGAIN without inserting. */
+    int again = 0;
+    for (int i = 0; i < 5000; i++) {
+        char k[16];
+        int n = snprintf(k, sizeof k, "key%d", i);
+        int r = gf_dict_try_set(a, d, k, (size_t)n, "x", 1);
+        if (r == GF_EAGAIN) {
+            again++;
+            ASSERT_EQ(gf_dict_try_contains(a, d, k, (size_t)n), 0);
+            r = gf_dict_set(a, d, k, (size_t)n, "x", 1);
+        }
+        ASSERT_EQ(r, 0);
+    }
+    ASSERT(again > 0);
+    ASSERT_EQ(gf_dict_len(a, d), 5001);
+    ASSERT_EQ(gf_dict_check(a, d), 5001);
+    /* Another thread holds the user lock: every try says GF_EAGAIN. */
+    try_arena = a;
+    try_dict = d;
+    ASSERT(pipe(try_pipe) == 0 && pipe(try_back) == 0);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, try_locker, NULL), 0);
+    char c;
+    ASSERT_EQ(read(try_back[0], &c, 1), 1);
+    ASSERT_EQ(gf_dict_try_set(a, d, "k", 1, "v3", 2), GF_EAGAIN);
+    ASSERT_EQ(gf_dict_try_get(a, d, "k", 1, buf, sizeof buf, &out), GF_EAGAIN);
+    ASSERT_EQ(gf_dict_try_contains(a, d, "k", 1), GF_EAGAIN);
+    ASSERT_EQ(write(try_pipe[1], "u", 1), 1);
+    void *r;
+    ASSERT_EQ(pthread_join(t, &r), 0);
+    ASSERT(r == NULL);
+    ASSERT_OK(gf_dict_try_get(a, d, "k", 1, buf, sizeof buf, &out));
+    ASSERT(memcmp(out.data, "v2", 2) == 0);
+    ASSERT_EQ(gf_obj_decref(a, d), 0);
+    gf_arena_detach(a);
 }
 
 TEST_MAIN()

@@ -223,6 +223,29 @@ TEST(error_status_and_auto_ids) {
     teardown(p);
 }
 
+/* Results carry the worker's time on the task (p1-map: adaptive chunking measures it). */
+TEST(result_elapsed_ns) {
+    gf_pool *p = mkpool(1, 0, 0);
+    uint64_t slow = submit_req(p, OP_SLEEP, 30, 1, 0, 0);
+    uint64_t fast = submit_req(p, OP_SQUARE, 0, 2, 0, 0);
+    int got = 0;
+    while (got < 2) {
+        gf_pool_result r;
+        int n = gf_pool_next_results(p, &r, 1, gf_deadline_after(5000000000));
+        ASSERT(n == 1);
+        got++;
+        ASSERT_EQ(r.status, GF_TASK_OK);
+        if (r.id == slow) ASSERT(r.elapsed_ns >= 30000000u);
+        else ASSERT(r.id == fast);
+    }
+    ASSERT_EQ(gf_pool_cancel(p, submit_req(p, OP_WAITFLAG, 0, 3, 0, 0)) >= 0, 1);
+    gf_pool_result r;
+    ASSERT(gf_pool_next_results(p, &r, 1, gf_deadline_after(5000000000)) == 1);
+    ASSERT_EQ(r.status, GF_TASK_CANCELLED);
+    ASSERT_EQ(r.elapsed_ns, 0); /* no payload, no time */
+    teardown(p);
+}
+
 TEST(large_payloads) {
     gf_pool *p = mkpool(2, 0, 0);
     size_t len = (size_t)3 << 20;
@@ -351,6 +374,32 @@ TEST(cancel_running) {
     ASSERT_EQ(c.value[after], 16);
     ASSERT_EQ(atomic_load(&S->runs[4]), 1);
     wait_live(p, 1);
+    teardown(p);
+}
+
+/* p2-exec: gf_pool_cancel_queued cancels what has not started and never kills. */
+TEST(cancel_queued_only) {
+    gf_pool *p = mkpool(1, 0, 0);
+    static coll c;
+    uint64_t run = submit_req(p, OP_WAITFLAG, 0, 1, 0, 0);
+    uint64_t q = submit_req(p, OP_SQUARE, 0, 5, 0, 0);
+    uint64_t r = submit_req(p, OP_SQUARE, 0, 6, 0, 0);
+    while (atomic_load(&S->sleeper_pid) == 0) usleep(100);
+    ASSERT_EQ(gf_pool_cancel_queued(p, run), 1); /* running: left alone */
+    ASSERT_EQ(gf_pool_cancel_queued(p, q), 0);
+    ASSERT_EQ(gf_pool_cancel_queued(p, 999), GF_ESRCH);
+    atomic_store(&S->flag, 1);
+    collect(p, &c, 3);
+    ASSERT_EQ(c.status[run], GF_TASK_OK); /* it finished normally */
+    ASSERT_EQ(c.status[q], GF_TASK_CANCELLED);
+    ASSERT_EQ(c.status[r], GF_TASK_OK);
+    ASSERT_EQ(c.value[r], 36);
+    ASSERT_EQ(atomic_load(&S->runs[5]), 0);
+    ASSERT_EQ(atomic_load(&S->runs[6]), 1);
+    gf_pool_stats st;
+    gf_pool_stats_get(p, &st);
+    ASSERT_EQ(st.deaths, 0);
+    ASSERT_EQ(gf_pool_cancel_queued(p, r), GF_ESRCH);
     teardown(p);
 }
 

@@ -171,3 +171,160 @@ def test_initializer_and_max_tasks_per_child():
         for p in pids:
             counts[p] = counts.get(p, 0) + 1
         assert max(counts.values()) <= 2
+
+
+# ---------------------------------------------------------------- p2-exec: semantics
+
+def log_and_sq(path, x):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, b"%d\n" % x)
+    finally:
+        os.close(fd)
+    return x * x
+
+
+def log_then_die(path, x):
+    log_and_sq(path, x)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def unpicklable_arg():
+    return lambda: 0
+
+
+@pytest.mark.timeout(60)
+def test_shutdown_cancel_futures_lets_running_finish():
+    e = ProcessPoolExecutor(2)
+    running = [e.submit(sleepy, 0.6) for _ in range(2)]
+    deadline = time.time() + 10
+    while len(e._pool._pending) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # both are running (one per worker)
+    queued = [e.submit(sq, i) for i in range(300)]  # mailboxes and backlog
+    e.shutdown(wait=True, cancel_futures=True)
+    assert [f.result(timeout=0) for f in running] == [0.6, 0.6]
+    assert all(f.done() for f in queued)
+    assert sum(f.cancelled() for f in queued) >= 290
+    for f in queued:
+        if not f.cancelled():
+            assert f.result(timeout=0) in [i * i for i in range(300)]
+
+
+@pytest.mark.timeout(60)
+def test_crash_fails_only_its_future_and_nothing_runs_twice(tmp_path):
+    path = str(tmp_path / "log")
+    with ProcessPoolExecutor(2) as e:
+        fs = [e.submit(log_and_sq, path, i) for i in range(400)]
+        bad = e.submit(log_then_die, path, 10_000)
+        fs += [e.submit(log_and_sq, path, i) for i in range(400, 800)]
+        with pytest.raises(WorkerLostError):
+            bad.result(timeout=30)
+        assert [f.result(timeout=30) for f in fs] == [i * i for i in range(800)]
+    with open(path) as fh:
+        seen = [int(x) for x in fh.read().split()]
+    assert sorted(seen) == list(range(800)) + [10_000]  # each call ran exactly once
+
+
+@pytest.mark.timeout(60)
+def test_submit_does_not_block_behind_busy_workers():
+    with ProcessPoolExecutor(2) as e:
+        blockers = [e.submit(sleepy, 1.0) for _ in range(2)]
+        fs = [e.submit(sq, i) for i in range(2000)]  # far beyond the workers' mailboxes
+        assert not any(b.done() for b in blockers)
+        assert [f.result(timeout=30) for f in fs] == [i * i for i in range(2000)]
+        assert [b.result(timeout=30) for b in blockers] == [1.0, 1.0]
+
+
+@pytest.mark.timeout(60)
+def test_cancel_backlog_future(ex):
+    blockers = [ex.submit(sleepy, 0.5) for _ in range(2)]
+    fs = [ex.submit(sq, i) for i in range(1000)]
+    last = fs[-1]
+    assert last.cancel() is True and last.cancelled() and last.done()
+    with pytest.raises(cf.CancelledError):
+        last.result(timeout=0)
+    assert [f.result(timeout=30) for f in fs[:-1]] == [i * i for i in range(999)]
+    assert [b.result(timeout=10) for b in blockers] == [0.5, 0.5]
+
+
+@pytest.mark.timeout(60)
+def test_future_api_wait_as_completed_callbacks(ex):
+    f = ex.submit(sleepy, 0.3)
+    assert not f.done() and not f.cancelled() and f.running() is False
+    with pytest.raises(cf.TimeoutError):
+        f.result(timeout=0.01)
+    with pytest.raises(cf.TimeoutError):
+        f.exception(timeout=0.01)
+    done, not_done = cf.wait([f, ex.submit(sq, 2)], return_when=cf.FIRST_COMPLETED, timeout=10)
+    assert done
+    assert f.result(timeout=10) == 0.3 and f.exception() is None
+    got = []
+    f.add_done_callback(got.append)  # already done: called at once
+    assert got == [f]
+    fs = [ex.submit(sq, i) for i in range(1500)]  # some wait in the backlog
+    assert sorted(x.result() for x in cf.as_completed(fs, timeout=30)) == \
+        sorted(i * i for i in range(1500))
+    calls = []
+    gs = [ex.submit(sq, i) for i in range(300)]
+    for g in gs:
+        g.add_done_callback(lambda fut: calls.append(fut.result()))
+    done, not_done = cf.wait(gs, timeout=30)
+    assert not not_done
+    deadline = time.time() + 10
+    while len(calls) < 300 and time.time() < deadline:
+        time.sleep(0.01)
+    assert sorted(calls) == sorted(i * i for i in range(300))
+    err = ex.submit(boom, 3)
+    cf.wait([err], timeout=10)
+    assert isinstance(err.exception(), KeyError)
+    assert "finished raised KeyError" in repr(err)
+
+
+@pytest.mark.timeout(60)
+def test_asyncio_gather_many(ex):
+    async def main():
+        return await asyncio.gather(*[asyncio.wrap_future(ex.submit(sq, i))
+                                      for i in range(500)])
+
+    assert asyncio.run(main()) == [i * i for i in range(500)]
+
+
+@pytest.mark.timeout(30)
+def test_unpicklable_argument_fails_its_future(ex):
+    f = ex.submit(sq, unpicklable_arg())
+    assert f.exception(timeout=10) is not None
+    assert ex.submit(sq, 4).result(timeout=10) == 16
+
+
+@pytest.mark.timeout(30)
+def test_map_timeout_and_close_cancels(ex):
+    it = ex.map(sleepy, [0.05] * 4 + [5] * 4, buffersize=2)
+    assert next(it) == 0.05
+    it.close()
+    assert ex.submit(sq, 6).result(timeout=10) == 36
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_wait_false_runs_everything():
+    e = ProcessPoolExecutor(2)
+    fs = [e.submit(sq, i) for i in range(1000)]
+    e.shutdown(wait=False)
+    assert [f.result(timeout=20) for f in fs] == [i * i for i in range(1000)]
+
+
+@pytest.mark.timeout(60)
+def test_backlog_survives_every_worker_being_replaced():
+    # cancelling both running calls kills both workers while hundreds wait in the backlog:
+    # nothing may be left undispatched (no result would come to dispatch it)
+    for _ in range(3):
+        with ProcessPoolExecutor(2) as e:
+            blockers = [e.submit(sleepy, 30) for _ in range(2)]
+            deadline = time.time() + 10
+            while len(e._pool._pending) < 2 and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            fs = [e.submit(sq, i) for i in range(500)]
+            assert all(b.cancel() for b in blockers)
+            assert [f.result(timeout=30) for f in fs] == [i * i for i in range(500)]
+            assert e.submit(sq, 7).result(timeout=10) == 49

@@ -403,3 +403,18 @@ def test_int_results_roundtrip(pool):
         assert list(ex.map(sq, xs, chunksize=100)) == [sq(x) for x in xs]
     finally:
         ex.shutdown()
+
+
+def fresh_bytes(n):
+    return bytes(range(256)) * (n // 256)
+
+
+@pytest.mark.timeout(60)
+def test_large_results_intact(pool):
+    # regression: a bytes result's frame points into the object; it must outlive the put
+    n = 250000
+    assert pool.map(sq, range(n), chunksize=62500) == [x * x for x in range(n)]
+    rs = [pool.apply_async(fresh_bytes, (1 << 20,), timeout=30) for _ in range(6)]
+    assert all(r.get(30) == fresh_bytes(1 << 20) for r in rs)
+    rs = [pool.apply_async(fresh_bytes, (300000,)) for _ in range(6)]
+    assert all(r.get(30) == fresh_bytes(300000) for r in rs)

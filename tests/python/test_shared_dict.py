@@ -330,3 +330,68 @@ def test_ctrl_c_while_waiting_for_lock_holder():
     done.set()
     t.join()
     assert "x" not in d
+
+
+class _Int(int):
+    pass
+
+
+class _Str(str):
+    pass
+
+
+def test_fast_paths_match_general_encoding():
+    """Scalar keys/values take a stack-encoded fast path; it must store exactly what the general
+    encoder stores (subclasses, tuples and non-ASCII strings take the general path)."""
+    d = SharedDict()
+    pairs = [(1, 10), (-(2 ** 63), -1.5), (2 ** 63 - 1, None), ("k", "v"), (b"k", b"v"),
+             ("x" * 200, "y" * 200), (b"z" * 200, b"w" * 200), ("é", "ü"), (2 ** 70, 2 ** 70),
+             (0, 0.0), (None, float("inf"))]
+    for k, v in pairs:
+        d[k] = v
+    for k, v in pairs:
+        assert d[k] == v and type(d[k]) is type(v)
+        assert k in d and d.get(k) == v
+    # General-path keys land on the same entries as the fast-path ones.
+    assert d[_Int(1)] == 10 and d[1.0] == 10 and d[True] == 10 and d[_Str("k")] == "v"
+    d[_Int(1)] = _Int(11)
+    assert d[1] == 11 and type(d[1]) is _Int  # values keep their type (pickled)
+    d[(1, "k")] = [1, 2]
+    assert d[(1, "k")] == [1, 2]
+    assert len(d) == len(pairs) + 1
+    assert dict(d.items())[1] == 11
+    assert d.get(12345) is None and d.get(12345, "x") == "x" and 12345 not in d
+    with pytest.raises(KeyError):
+        d["missing"]
+
+
+def test_fast_paths_wait_for_lock_holder_thread():
+    """With `with d.lock:` held by another thread, fast-path operations wait (GIL released)
+    instead of proceeding or deadlocking."""
+    d = SharedDict()
+    d[1] = 1
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with d.lock:
+            held.set()
+            release.wait(10)
+            d[1] = 2
+
+    t = threading.Thread(target=holder)
+    t.start()
+    assert held.wait(10)
+    threading.Timer(0.2, release.set).start()
+    d[2] = 5  # waits for the holder
+    assert d[1] == 2 and d.get(2) == 5 and (2 in d)
+    t.join()
+
+
+def test_list_fast_append_matches():
+    lst = gilfree.SharedList()
+    vals = [1, -2 ** 63, 1.5, None, "s", b"b", "é", 2 ** 70, [1], _Int(3)]
+    for v in vals:
+        lst.append(v)
+    assert list(lst) == vals
+    assert [type(x) for x in lst][:7] == [type(v) for v in vals][:7]
+    assert lst[0] == 1 and lst[2] == 1.5 and lst[3] is None

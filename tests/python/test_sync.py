@@ -580,3 +580,86 @@ def test_rebuild_rejects_bad_offsets():
     ev = mp.Event()
     with pytest.raises(gilfree.ProtocolError):
         gilfree.synchronize.Lock._rebuild(ev._offset)  # an Event is not a Mutex
+
+
+# ---------------------------------------------------------------- with / contention (v-value)
+
+def test_with_binding_and_unbound_calls():
+    from gilfree import _core
+    from gilfree.synchronize import Lock, RLock
+    rl = RLock()
+    en, ex = rl.__enter__, rl.__exit__
+    assert rl.__enter__ is en and ex.__self__ is rl and en.__name__ == "__enter__"
+    assert en() is True and rl._count() == 1
+    with rl:
+        assert rl._count() == 2
+    assert ex(None, None, None) is None and rl._count() == 0
+    with pytest.raises(TypeError):
+        en(1)
+    _core.Mutex.__enter__(rl)
+    assert rl._count() == 1
+    _core.Mutex.__exit__(rl, None, None, None)
+    assert rl._count() == 0
+    with pytest.raises(TypeError):
+        _core.Mutex.__dict__["__enter__"].__get__(object())
+    with pytest.raises(TypeError):
+        _core.Mutex.__exit__()
+    # a bound __exit__ keeps its lock alive
+    ex2 = Lock().__exit__
+    ex2.__self__.acquire()
+    ex2(None, None, None)
+    assert ex2.__self__.acquire(False)
+    # with on a temporary lock
+    with Lock():
+        pass
+    with pytest.raises(ValueError):
+        Lock().__exit__(None, None, None)  # not locked
+
+
+def _hold_lock(lk, held, go):
+    lk.acquire()
+    held.set()
+    go.wait(20)
+    lk.release()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("timeout", [0.001, 0.03, 0.3])
+def test_contended_acquire_timeout_is_respected(timeout):
+    """The nap phase of a contended acquire never sleeps past the deadline."""
+    lk = mp.Lock()
+    held, go = mp.Event(), mp.Event()
+    p = mp.Process(target=_hold_lock, args=(lk, held, go))
+    p.start()
+    try:
+        assert held.wait(20)
+        t = time.monotonic()
+        assert lk.acquire(timeout=timeout) is False
+        dt = time.monotonic() - t
+        assert timeout <= dt + 0.001 and dt < timeout + 1.0
+    finally:
+        go.set()
+        p.join(20)
+    assert p.exitcode == 0
+    assert lk.acquire(timeout=10)  # released by the child: the waiter gets it
+    lk.release()
+
+
+def _ping(lk, n, out):
+    got = 0
+    for _ in range(n):
+        with lk:
+            got += 1
+    out.put(got)
+
+
+@pytest.mark.timeout(60)
+def test_contended_lock_in_loops_makes_progress():
+    lk, out = mp.RLock(), mp.Queue()
+    ps = [mp.Process(target=_ping, args=(lk, 5000, out)) for _ in range(2)]
+    for p in ps:
+        p.start()
+    assert sorted(out.get(timeout=50) for _ in ps) == [5000, 5000]
+    for p in ps:
+        p.join(20)
+    assert [p.exitcode for p in ps] == [0, 0]

@@ -144,3 +144,54 @@ def test_blockview_survives_queue_and_is_picklable():
     assert bytes(mv[:3]) == b"aaa"
     copy = pickle.loads(pickle.dumps(mv.obj))
     assert isinstance(copy, bytearray) and len(copy) == 1 << 17
+
+
+@pytest.mark.timeout(30)
+def test_arena_buffer_travels_by_reference():
+    """A buffer that already is an arena block (received out of band) is sent on by reference:
+    no new block, the same memory on both sides, freed once when the last holder lets go."""
+    q = gilfree.Queue()
+    q.put(0)
+    q.get()
+    q2 = gilfree.Queue(maxsize=1)
+    q2.put(0)
+    before = _core.arena_stats()["live_blocks"]
+    q.put(pickle.PickleBuffer(bytearray(b"abc" * 100000)))
+    mv = q.get()  # a view of the block it came in
+    assert bytes(mv[:3]) == b"abc"
+    st = _core.arena_stats()["live_blocks"]
+    q.put(pickle.PickleBuffer(mv))  # travels by reference: no new block
+    assert _core.arena_stats()["live_blocks"] == st
+    mv2 = q.get()
+    assert bytes(mv2) == bytes(mv)
+    mv2[0] = ord("X")  # shared memory: both see it
+    assert bytes(mv[:1]) == b"X"
+    del mv
+    assert bytes(mv2[:3]) == b"Xbc"  # still alive: one holder left
+    # A message never sent gives its share back.
+    with pytest.raises(Exception):
+        q2.put(pickle.PickleBuffer(mv2), timeout=0.05)
+    assert bytes(mv2[:3]) == b"Xbc"
+    del mv2
+    assert _core.arena_stats()["live_blocks"] == before
+
+
+def _identity(x):
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_numpy_round_trip_returns_by_reference():
+    np = pytest.importorskip("numpy")
+    arr = np.arange(1 << 20, dtype=np.float64)
+    with gilfree.Pool(1) as pool:
+        pool.apply(_identity, (0,))
+        before = _core.arena_stats()["live_blocks"]
+        for _ in range(3):
+            out = pool.apply(_identity, (arr,))
+            assert out.dtype == arr.dtype and (out == arr).all()
+            out2 = pool.apply(_identity, (out,))  # already in the arena: by reference
+            assert (out2 == arr).all()
+            del out, out2
+        pool.apply(_identity, (0,))
+        assert _core.arena_stats()["live_blocks"] == before

@@ -9,13 +9,19 @@ results.json and results.md.  Exit status 0 when every variant that ran gave the
 as the serial run, 1 otherwise.
 
 The workloads (pure functions, data generators) are in ``workloads``; how they are run is in
-``runners`` (one class per way of running), the table / chart in ``report``.
+``runners`` (one class per way of running, a cluster backend being one more), the progress
+bar, table and chart in ``report``.  The standard-library variants run the tutorials' code
+as written; gilfree runs the same code (import swapped), plus the file-aware ``map_lines``
+for the log and, for the GIF, frames in shared memory (``gilfree.shared_array``: workers get
+views by reference and write their ASCII frames into a second shared array; no pixels are
+pickled).
 """
 
 import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -42,7 +48,8 @@ def add_arguments(p):
     p.add_argument("--quick", action="store_true",
                    help="small sizes (finishes in well under 30 s)")
     p.add_argument("--repeat", type=int, default=1, metavar="R",
-                   help="run each variant R times in its session, report the median (default 1)")
+                   help="R rounds, each running every variant once (interleaved: timings "
+                        "drift); report each variant's median (default 1)")
     p.add_argument("--only", metavar="W[,W]",
                    help="run only these workloads: log, gif, countdown")
     return p
@@ -56,47 +63,62 @@ def _inputs(args):
     return sizes
 
 
-REPEAT = [1]  # set by run(): runs per variant (the median is reported)
+REPEAT = [1]  # set by run(): rounds per workload (the median of each variant is reported)
 
 
-def _case(results, workload, variant, runner, fn, check, workers):
-    """Run one variant: ``fn(session)`` inside the runner's session, timed; ``check(value)``
-    returns (ok, note).  Appends a result dict and returns the value (or None)."""
-    res = {"workload": workload, "variant": variant, "runner": runner.name,
-           "seconds": None, "status": "skipped", "note": ""}
-    results.append(res)
-    ok, why = runner.available()
-    if not ok:
-        res["note"] = why
-        print("  %-52s skipped: %s" % (workload + " / " + variant, why), flush=True)
-        return None
-    label = workload + " / " + variant
-    try:
-        with runner.session(workers) as s:
-            times = []
-            for _ in range(max(1, REPEAT[0])):
-                with report.Progress(label):
-                    t0 = time.perf_counter()
-                    value = fn(s)
-                    times.append(time.perf_counter() - t0)
-            res["seconds"] = sorted(times)[len(times) // 2]
-            if len(times) > 1:
+def _run_cases(results, workload, cases, check):
+    """Run a workload's variants: ``cases`` is a list of (variant, runner, fn, workers), the
+    serial one first.  Each round runs every variant once, in order (rounds interleave
+    variants, because timings on a shared VM drift); each run is ``fn(session)`` inside a
+    fresh session of its runner (pool start not timed) and ``check(value)`` -> (ok, note)
+    judges it.  Appends one result dict per variant (median time of its rounds)."""
+    rounds = max(1, REPEAT[0])
+    todo = []
+    for variant, runner, fn, workers in cases:
+        res = {"workload": workload, "variant": variant, "runner": runner.name,
+               "seconds": None, "status": "skipped", "note": ""}
+        results.append(res)
+        ok, why = runner.available()
+        label = workload + " / " + variant
+        if not ok:
+            res["note"] = why
+            print("  %-52s skipped: %s" % (label, why), flush=True)
+            continue
+        todo.append([res, label, runner, fn, workers, []])
+    for rnd in range(rounds):
+        for item in todo:
+            res, label, runner, fn, workers, times = item
+            if res["status"] in ("failed", "WRONG") or res["note"].startswith("unsupported"):
+                continue
+            try:
+                with runner.session(workers) as s:
+                    with report.Progress(label) as bar:
+                        s.progress = bar
+                        t0 = time.perf_counter()
+                        value = fn(s)
+                        dt = time.perf_counter() - t0
+            except runners.Unsupported as e:
+                res["note"] = "unsupported: %s" % e
+                print("  %-52s skipped: %s" % (label, e), flush=True)
+                continue
+            except Exception as e:  # report, keep going with the other variants
+                res["status"] = "failed"
+                res["note"] = "%s: %s" % (type(e).__name__, e)
+                print("  %-52s FAILED: %s" % (label, res["note"]), flush=True)
+                continue
+            times.append(dt)
+            good, note = check(value)
+            if not good:  # wrong in any round: wrong
+                res["status"], res["note"] = "WRONG", note
+            elif len(times) == 1:
+                res["status"], res["note"] = "ok", note
+            res["seconds"] = statistics.median(times)
+            if rounds > 1:
                 res["runs"] = times
-    except runners.Unsupported as e:
-        res["note"] = str(e)
-        print("  %-52s skipped: %s" % (label, e), flush=True)
-        return None
-    except Exception as e:  # report, keep going with the other variants
-        res["status"] = "failed"
-        res["note"] = "%s: %s" % (type(e).__name__, e)
-        print("  %-52s FAILED: %s" % (label, res["note"]), flush=True)
-        return None
-    good, note = check(value)
-    res["status"] = "ok" if good else "WRONG"
-    res["note"] = note
-    print("  %-52s %8.3f s  %s%s" % (label, res["seconds"], res["status"],
-                                      (" (" + note + ")") if note else ""), flush=True)
-    return value
+            print("  %-52s %8.3f s  %s%s%s" % (
+                label, dt, "ok" if good else "WRONG",
+                (" (" + res["note"] + ")") if res["note"] else "",
+                ("  [round %d/%d]" % (rnd + 1, rounds)) if rounds > 1 else ""), flush=True)
 
 
 def _speedups(results):
@@ -135,10 +157,14 @@ def _log_workload(args, sizes, results):
                 "counts equal" if counter == expected["serial"] else "counts DIFFER")
 
     w = args.workers
-    _case(results, wl, "serial", runners.SerialRunner(), tutorial, check, w)
-    _case(results, wl, "stdlib Pool.map", runners.PoolRunner(), tutorial, check, w)
-    _case(results, wl, "gilfree Pool.map", runners.GilfreePoolRunner(), tutorial, check, w)
-    _case(results, wl, "gilfree map_lines", runners.GilfreePoolRunner(), by_file, check, w)
+    cases = []
+    cases.append(("serial", runners.SerialRunner(), tutorial, w))
+    cases.append(("stdlib Pool.map", runners.PoolRunner(), tutorial, w))
+    cases.append(("gilfree Pool.map", runners.GilfreePoolRunner(), tutorial, w))
+    cases.append(("gilfree map_lines", runners.GilfreePoolRunner(), by_file, w))
+    for b in runners.backends():
+        cases.append((b.label + " map", b, tutorial, w))
+    _run_cases(results, wl, cases, check)
     return expected.get("serial")
 
 
@@ -151,12 +177,25 @@ def _gif_workload(args, sizes, results):
             print("generating %s (%d frames)..." % (path, sizes["frames"]), flush=True)
             workloads.generate_gif(path, sizes["frames"], sizes["size"])
     frames = workloads.load_frames(path)
+    try:  # imported before any pool forks (as Pillow is by load_frames), not while timed
+        import numpy  # noqa: F401
+    except ImportError:
+        pass  # the shared-frames variant then fails with the reason; the others run
     wl = "ASCII GIF (%d frames %dx%d)" % ((len(frames),) + frames[0].size)
     print("%s: %s" % (wl, path), flush=True)
     expected = {}
 
-    def convert(s):
+    def convert(s):  # the tutorial's code: pool.map(filters.ascii, frames)
         return s.map(workloads.ascii, frames)
+
+    def shared(s):
+        # frames in shared memory: one (n, h, w, 3) array in, one out; each task is a pair of
+        # views (sent by reference: an arena offset), never the pixels themselves.  One frame
+        # per task (a task costs microseconds here), so both workers finish together.
+        src = workloads.frames_to_array(frames, s.shared_array)
+        dst = s.shared_array(src.shape, src.dtype)
+        s.map(workloads.ascii_into, [(src[i], dst[i]) for i in range(len(src))], 1)
+        return workloads.array_to_frames(dst)
 
     def check(ascii_frames):
         digests = [workloads.frame_digest(f) for f in ascii_frames]
@@ -168,9 +207,13 @@ def _gif_workload(args, sizes, results):
         return same, "frames equal" if same else "frames DIFFER"
 
     w = args.workers
-    _case(results, wl, "serial", runners.SerialRunner(), convert, check, w)
-    _case(results, wl, "stdlib Pool.map", runners.PoolRunner(), convert, check, w)
-    _case(results, wl, "gilfree Pool.map", runners.GilfreePoolRunner(), convert, check, w)
+    cases = []
+    cases.append(("serial", runners.SerialRunner(), convert, w))
+    cases.append(("stdlib Pool.map", runners.PoolRunner(), convert, w))
+    cases.append(("gilfree Pool.map, shared frames", runners.GilfreePoolRunner(), shared, w))
+    for b in runners.backends():
+        cases.append((b.label + " map", b, convert, w))
+    _run_cases(results, wl, cases, check)
     if expected.get("frames"):
         dest = os.path.join(out, "ascii_kitten.gif")
         with open(dest, "wb") as handle:
@@ -191,10 +234,14 @@ def _countdown_workload(args, sizes, results):
     def check(v):
         return all(x == 0 for x in v), ""
 
-    _case(results, wl, "serial", runners.SerialRunner(), run, check, w)
-    _case(results, wl, "%d threads" % len(parts), runners.ThreadRunner(), run, check, len(parts))
-    _case(results, wl, "stdlib Pool.map", runners.PoolRunner(), run, check, w)
-    _case(results, wl, "gilfree Pool.map", runners.GilfreePoolRunner(), run, check, w)
+    cases = []
+    cases.append(("serial", runners.SerialRunner(), run, w))
+    cases.append(("%d threads" % len(parts), runners.ThreadRunner(), run, len(parts)))
+    cases.append(("stdlib Pool.map", runners.PoolRunner(), run, w))
+    cases.append(("gilfree Pool.map", runners.GilfreePoolRunner(), run, w))
+    for b in runners.backends():
+        cases.append((b.label + " map", b, run, w))
+    _run_cases(results, wl, cases, check)
 
 
 WORKLOADS = {"log": _log_workload, "gif": _gif_workload, "countdown": _countdown_workload}

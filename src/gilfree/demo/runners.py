@@ -1,21 +1,56 @@
-"""How a workload is run: serially, by threads, by the standard Pool, by gilfree's Pool.
+"""How a workload is run: serially, by threads, by the standard Pool, by gilfree's Pool (and,
+later, by a cluster backend).
 
 A runner is one class.  ``runner.available()`` says whether it can run here (and why not);
 ``with runner.session(workers) as s:`` starts whatever it needs (a pool, threads) *outside*
-the timed region, as the tutorials do (their ``%time`` covers the map, not the pool start);
-``s.map(fn, items)`` is the tutorial's ``pool.map``; ``s.map_lines(fn, path)`` is the
-file-aware map (workers read their own byte ranges of the file, so lines never travel through
-the parent) and raises ``Unsupported`` where the runner has none.
+the timed region, as the tutorials do (their ``%time`` covers the map, not the pool start).
+A session offers:
+  * ``s.map(fn, items)``: the tutorial's ``pool.map``;
+  * ``s.map_lines(fn, path)``: the file-aware map (workers read their own byte ranges of the
+    file, so lines never travel through the parent); ``Unsupported`` where there is none;
+  * ``s.shared_array(shape, dtype)``: an array in memory shared with the workers (gilfree:
+    ``gilfree.shared_array``, sent by reference); ``Unsupported`` elsewhere;
+  * ``s.progress``: the ``report.Progress`` of the current run, driven from completed work
+    where the runner can measure it (serial, threads, gilfree's ``progress=True``), else a
+    spinner that says why (the standard library's ``Pool.map``).
 
-A cluster backend (a later issue) is one more subclass of ``Runner``.
+Workloads (``workloads.py``) never know which runner runs them.  A cluster backend (a later
+issue) is one more ``Runner``: ``backends()`` picks up ``gilfree.cluster.demo_runners()``
+when that module exists, and the demo adds one row per workload for it.
 """
 
 import concurrent.futures
 import contextlib
+import importlib
+
+from . import report
 
 
 class Unsupported(Exception):
     """This runner cannot run this variant (the message says why)."""
+
+
+class Session:
+    """What a workload sees: ``map``, and optionally ``map_lines`` and ``shared_array``.
+    ``progress`` (a ``report.Progress``) is set by the caller before each timed run; a
+    session drives it from completed work where it can."""
+
+    label = "?"
+
+    def __init__(self):
+        self.progress = report.Quiet()
+
+    def map(self, fn, items, chunksize=None):
+        """[fn(x) for x in items]; ``chunksize`` as ``Pool.map``'s (None: the runner's
+        default; runners without chunks ignore it)."""
+        raise NotImplementedError
+
+    def map_lines(self, fn, path):
+        raise Unsupported("%s has no file-aware map" % self.label)
+
+    def shared_array(self, shape, dtype):
+        """An array in memory the workers share (frames travel by reference)."""
+        raise Unsupported("%s has no shared memory arrays" % self.label)
 
 
 class Runner:
@@ -28,21 +63,60 @@ class Runner:
 
     @contextlib.contextmanager
     def session(self, workers):
-        yield self
-
-    def map(self, fn, items):
         raise NotImplementedError
 
-    def map_lines(self, fn, path):
-        raise Unsupported("%s has no file-aware map" % self.label)
+
+def _chunked(fn, items, progress):
+    """list(map(fn, items)) in ~200 slices, counting each slice on ``progress``."""
+    items = items if isinstance(items, (list, tuple, range)) else list(items)
+    n = len(items)
+    bar = progress.bar(n)
+    step = max(1, n // 200)
+    out = []
+    for lo in range(0, n, step):
+        part = items[lo:lo + step]
+        out.extend(map(fn, part))
+        bar.update(len(part))
+    return out
+
+
+class _SerialSession(Session):
+    label = "serial"
+
+    def map(self, fn, items, chunksize=None):
+        return _chunked(fn, items, self.progress)
 
 
 class SerialRunner(Runner):
     name = "serial"
     label = "serial"
 
-    def map(self, fn, items):
-        return list(map(fn, items))
+    @contextlib.contextmanager
+    def session(self, workers):
+        yield _SerialSession()
+
+
+class _ExecutorSession(Session):
+    def __init__(self, ex, label, chunk, workers=1):
+        super().__init__()
+        self.ex = ex
+        self.label = label
+        self.chunk = chunk
+        self.workers = workers
+
+    def map(self, fn, items, chunksize=None):
+        items = list(items)
+        bar = self.progress.bar(len(items))
+        if self.chunk:  # default: the Pool's chunking, about 4 chunks per worker
+            cs = chunksize or max(1, -(-len(items) // (4 * self.workers)))
+            it = self.ex.map(fn, items, chunksize=cs)
+        else:
+            it = self.ex.map(fn, items)
+        out = []
+        for v in it:  # results arrive in order: count them as they come
+            out.append(v)
+            bar.update(1)
+        return out
 
 
 class ThreadRunner(Runner):
@@ -54,24 +128,18 @@ class ThreadRunner(Runner):
     @contextlib.contextmanager
     def session(self, workers):
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
-            yield _ExecutorSession(ex, chunk=False)
+            yield _ExecutorSession(ex, self.label, chunk=False)
 
 
-class _ExecutorSession:
-    def __init__(self, ex, chunk, workers=1):
-        self.ex = ex
-        self.chunk = chunk
-        self.workers = workers
+class _PoolSession(Session):
+    def __init__(self, pool, label):
+        super().__init__()
+        self.pool = pool
+        self.label = label
 
-    def map(self, fn, items):
-        items = list(items)
-        if self.chunk:  # the Pool's default chunking: about 4 chunks per worker
-            cs = max(1, -(-len(items) // (4 * self.workers)))
-            return list(self.ex.map(fn, items, chunksize=cs))
-        return list(self.ex.map(fn, items))
-
-    def map_lines(self, fn, path):
-        raise Unsupported("executor has no file-aware map")
+    def map(self, fn, items, chunksize=None):
+        self.progress.spinner("%s.map reports nothing until it returns" % self.label)
+        return self.pool.map(fn, items, chunksize)
 
 
 class PoolRunner(Runner):
@@ -86,24 +154,23 @@ class PoolRunner(Runner):
 
     @contextlib.contextmanager
     def session(self, workers):
-        mp = self.module()
-        with mp.Pool(workers) as pool:
+        with self.module().Pool(workers) as pool:
             yield _PoolSession(pool, self.label)
 
 
-class _PoolSession:
-    def __init__(self, pool, label):
-        self.pool = pool
-        self.label = label
+class _GilfreeSession(_PoolSession):
+    """gilfree's Pool: the tutorial's ``map`` with the pool's own progress bar, the
+    file-aware ``map_lines``, and ``gilfree.shared_array`` for frames."""
 
-    def map(self, fn, items):
-        return self.pool.map(fn, items)
+    def map(self, fn, items, chunksize=None):
+        return self.pool.map(fn, items, chunksize, progress=self.progress.hand_over())
 
     def map_lines(self, fn, path):
-        method = getattr(self.pool, "map_lines", None)
-        if method is None:
-            raise Unsupported("%s has no map_lines() yet" % self.label)
-        return list(method(fn, path))
+        return list(self.pool.map_lines(fn, path, progress=self.progress.hand_over()))
+
+    def shared_array(self, shape, dtype):
+        import gilfree
+        return gilfree.shared_array(shape, dtype)
 
 
 class GilfreePoolRunner(PoolRunner):
@@ -125,6 +192,11 @@ class GilfreePoolRunner(PoolRunner):
             return False, "gilfree unavailable (the package has no Pool yet)"
         return True, ""
 
+    @contextlib.contextmanager
+    def session(self, workers):
+        with self.module().Pool(workers) as pool:
+            yield _GilfreeSession(pool, self.label)
+
 
 class ProcessExecutorRunner(Runner):
     """concurrent.futures.ProcessPoolExecutor with the Pool's default chunking."""
@@ -135,7 +207,7 @@ class ProcessExecutorRunner(Runner):
     @contextlib.contextmanager
     def session(self, workers):
         with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as ex:
-            yield _ExecutorSession(ex, chunk=True, workers=workers)
+            yield _ExecutorSession(ex, self.label, chunk=True, workers=workers)
 
 
 RUNNERS = {cls.name: cls for cls in
@@ -144,3 +216,24 @@ RUNNERS = {cls.name: cls for cls in
 
 def get(name):
     return RUNNERS[name]()
+
+
+def register(cls):
+    """Add a Runner class (a cluster backend's, say) under ``cls.name``; returns cls."""
+    RUNNERS[cls.name] = cls
+    return cls
+
+
+def backends():
+    """Runners of the configured cluster backends, one more row per workload in the demo.
+
+    The hook for the cluster issue: a module ``gilfree.cluster`` (absent today) exposing
+    ``demo_runners()`` -> list of Runner instances (each with ``session(workers)`` yielding
+    a Session whose ``map`` runs on the cluster; ``map_lines`` / ``shared_array`` optional).
+    Returns [] when no backend is configured."""
+    try:
+        mod = importlib.import_module("gilfree.cluster")
+    except ImportError:
+        return []
+    hook = getattr(mod, "demo_runners", None)
+    return list(hook()) if hook is not None else []

@@ -180,7 +180,8 @@ def ascii(img, cell=(4, 8)):
     cw, ch = cell
     cols, rows = max(1, w // cw), max(1, h // ch)
     small = img.resize((cols, rows), Image.BOX)
-    pixels = list(small.getdata())
+    flat = getattr(small, "get_flattened_data", None)  # Pillow >= 12.1; getdata deprecated
+    pixels = list(flat() if flat is not None else small.getdata())
     out = Image.new("RGB", (cols * cw, rows * ch), (0, 0, 0))
     draw = ImageDraw.Draw(out)
     font = _font()
@@ -212,6 +213,39 @@ def _font():
         except TypeError:  # Pillow < 10.1
             _FONT = ImageFont.load_default()
     return _FONT
+
+
+def frames_to_array(frames, alloc):
+    """Copy RGB frames (same size) into one uint8 array ``(n, h, w, 3)`` made by
+    ``alloc(shape, dtype)`` (``gilfree.shared_array``: the frames then live in shared memory
+    and travel to workers by reference, never as pickled bytes)."""
+    import numpy as np
+
+    w, h = frames[0].size
+    arr = alloc((len(frames), h, w, 3), np.uint8)
+    for i, f in enumerate(frames):
+        arr[i] = np.asarray(f.convert("RGB"))
+    return arr
+
+
+def ascii_into(job):
+    """``ascii()`` of one frame held in an array, written into another array: ``job`` is
+    ``(src, dst)``, two ``(h, w, 3)`` uint8 arrays (views of shared frame arrays).  Returns
+    None: the result travels back through ``dst``, not through the result channel."""
+    import numpy as np
+    from PIL import Image
+
+    src, dst = job
+    out = ascii(Image.fromarray(np.asarray(src), "RGB"))
+    dst[...] = np.asarray(out)
+
+
+def array_to_frames(arr):
+    """The frames of an ``(n, h, w, 3)`` uint8 array as PIL RGB images (copies)."""
+    import numpy as np
+    from PIL import Image
+
+    return [Image.fromarray(np.array(arr[i]), "RGB") for i in range(len(arr))]
 
 
 def frame_digest(img):
