@@ -327,6 +327,14 @@ def b_queue_small(variant, n):
     return {"value": n / dt}
 
 
+@group("queue_ints", "Queue of ints (the issue's measure), 1 producer process -> 1 consumer",
+       "msgs/s", True, ["stdlib", "gilfree", "faster-fifo"], 400_000, 50_000,
+       note="time includes the producer's start")
+def b_queue_ints(variant, n):
+    dt = _queue_run(variant, n, 12345)
+    return {"value": n / dt}
+
+
 @group("queue_1mib", "Queue: 1 MiB bytes messages, 1 producer -> 1 consumer", "MB/s", True,
        ["stdlib", "gilfree", "faster-fifo"], 400, 100)
 def b_queue_1mib(variant, n):
