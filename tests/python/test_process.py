@@ -13,7 +13,7 @@ import pytest
 
 import gilfree
 import gilfree as mp
-from gilfree import _core
+from conftest import live_blocks
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -275,7 +275,7 @@ def test_spawn_child_gets_queue_and_event():
 def test_no_leaked_shared_objects_after_processes():
     import gc
     gc.collect()
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     for _ in range(3):
         v = mp.Value("i")
         p = mp.Process(target=lambda: setattr(v, "value", 1))
@@ -284,4 +284,4 @@ def test_no_leaked_shared_objects_after_processes():
         assert v.value == 1
         del v, p
     gc.collect()
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import gilfree
-from gilfree import _core
+from conftest import live_blocks
 
 
 # ---------------------------------------------------------------- values and types
@@ -84,7 +84,7 @@ def test_large_bytes(size):
 @pytest.mark.timeout(30)
 def test_out_of_band_buffer_is_zero_copy_and_freed():
     q = gilfree.Queue()
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     payload = bytearray(os.urandom(1 << 20))
     q.put(pickle.PickleBuffer(payload))
     got = q.get()
@@ -93,7 +93,7 @@ def test_out_of_band_buffer_is_zero_copy_and_freed():
     assert bytes(got) == bytes(payload)
     got[0:1] = b"z"  # the receiver owns the block: writable, like a bytearray would be
     del got
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 @pytest.mark.timeout(30)

@@ -9,7 +9,8 @@ import pickle
 import pytest
 
 import gilfree as mp
-from gilfree import _core, sharedctypes
+from gilfree import sharedctypes
+from conftest import live_blocks
 
 
 class Point(ctypes.Structure):
@@ -191,13 +192,13 @@ def test_send_value_through_queue_to_running_process():
 
 def test_blocks_freed():
     gc.collect()
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     objs = [mp.Value("i"), mp.Array("d", 1000), mp.RawValue("i"), mp.RawArray("b", 10),
             mp.Value(Point)]
     objs.append(pickle.loads(pickle.dumps(objs)))
     del objs
     gc.collect()
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 def test_forking_pickler_after_stdlib_values():

@@ -14,7 +14,7 @@ import pytest
 import gilfree
 import gilfree as mp
 import gilfree.synchronize
-from gilfree import _core
+from conftest import live_blocks
 
 
 def _sigint_after(delay):
@@ -496,21 +496,21 @@ def test_pickle_in_process_shares_state():
 def test_refcounts_free_shared_objects():
     import gc
     gc.collect()
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     objs = [mp.Lock(), mp.RLock(), mp.Event(), mp.Semaphore(), mp.Condition(), mp.Barrier(2),
             mp.Value("d", 1.5), mp.Array("i", 100)]
     copies = [pickle.loads(pickle.dumps(o)) for o in objs]
-    assert _core.arena_stats()["live_blocks"] > before
+    assert live_blocks() > before
     del objs, copies
     gc.collect()
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 @pytest.mark.timeout(60)
 def test_refcounts_after_fork_children():
     import gc
     gc.collect()
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     L = mp.Lock()
     p = mp.Process(target=lambda: L.acquire() and L.release())
     p.start()
@@ -523,7 +523,7 @@ def test_refcounts_after_fork_children():
     assert p.exitcode == 0
     del L, p
     gc.collect()
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 def _use_received(q, done):

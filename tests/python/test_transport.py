@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import gilfree
-from gilfree import _core
+from conftest import live_blocks
 
 MAGIC = 0x4647
 KIND = {"RAW": 0, "BYTES": 1, "STR": 2, "INT": 3, "FLOAT": 4, "PICKLE": 5, "NONE": 6}
@@ -102,7 +102,7 @@ def test_failed_message_gives_back_references_taken_for_receiver():
 
 @pytest.mark.timeout(10)
 def test_full_queue_gives_back_references_and_blocks():
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     q = gilfree.Queue(maxsize=1)
     q.put(0)
     a, b = gilfree.Pipe()
@@ -114,7 +114,7 @@ def test_full_queue_gives_back_references_and_blocks():
     q.get()
     q.close()
     del a, b, q
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 @pytest.mark.timeout(10)
@@ -122,7 +122,7 @@ def test_blocks_freed_after_round_trips():
     q = gilfree.Queue()
     q.put(0)
     q.get()
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     for size in (10, 100000, 5 << 20):
         q.put(b"x" * size)
         q.put(pickle.PickleBuffer(bytearray(size)))
@@ -132,7 +132,7 @@ def test_blocks_freed_after_round_trips():
         assert len(mv) == size
         del mv
         assert [len(x) for x in q.get_many(2)] == [size, size]
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 @pytest.mark.timeout(10)
@@ -155,13 +155,13 @@ def test_arena_buffer_travels_by_reference():
     q.get()
     q2 = gilfree.Queue(maxsize=1)
     q2.put(0)
-    before = _core.arena_stats()["live_blocks"]
+    before = live_blocks()
     q.put(pickle.PickleBuffer(bytearray(b"abc" * 100000)))
     mv = q.get()  # a view of the block it came in
     assert bytes(mv[:3]) == b"abc"
-    st = _core.arena_stats()["live_blocks"]
+    st = live_blocks()
     q.put(pickle.PickleBuffer(mv))  # travels by reference: no new block
-    assert _core.arena_stats()["live_blocks"] == st
+    assert live_blocks() == st
     mv2 = q.get()
     assert bytes(mv2) == bytes(mv)
     mv2[0] = ord("X")  # shared memory: both see it
@@ -173,7 +173,7 @@ def test_arena_buffer_travels_by_reference():
         q2.put(pickle.PickleBuffer(mv2), timeout=0.05)
     assert bytes(mv2[:3]) == b"Xbc"
     del mv2
-    assert _core.arena_stats()["live_blocks"] == before
+    assert live_blocks() == before
 
 
 def _identity(x):
@@ -186,7 +186,7 @@ def test_numpy_round_trip_returns_by_reference():
     arr = np.arange(1 << 20, dtype=np.float64)
     with gilfree.Pool(1) as pool:
         pool.apply(_identity, (0,))
-        before = _core.arena_stats()["live_blocks"]
+        before = live_blocks()
         for _ in range(3):
             out = pool.apply(_identity, (arr,))
             assert out.dtype == arr.dtype and (out == arr).all()
@@ -194,4 +194,4 @@ def test_numpy_round_trip_returns_by_reference():
             assert (out2 == arr).all()
             del out, out2
         pool.apply(_identity, (0,))
-        assert _core.arena_stats()["live_blocks"] == before
+        assert live_blocks() == before
