@@ -351,6 +351,34 @@ def _echo(conn):
         conn.send(m)
 
 
+def _qecho(qin, qout):
+    while True:
+        m = qin.get()
+        if m is None:
+            break
+        qout.put(m)
+
+
+@group("queue_pingpong", "Queue ping-pong round trip (small object, two queues)", "us (median)",
+       False, ["stdlib", "gilfree"], 20_000, 4_000, note="p99 in the JSON")
+def b_queue_pingpong(variant, n):
+    mp = mp_module(variant)
+    a, b = mp.Queue(), mp.Queue()
+    p = mp.Process(target=_qecho, args=(a, b))
+    p.start()
+    pc = time.perf_counter_ns
+    samples = []
+    for i in range(n):
+        t0 = pc()
+        a.put(i)
+        b.get()
+        samples.append(pc() - t0)
+    a.put(None)
+    p.join()
+    samples = samples[len(samples) // 10:]
+    return {"value": statistics.median(samples) / 1e3, "p99_us": pct(samples, 0.99) / 1e3}
+
+
 @group("pipe_pingpong", "Pipe ping-pong round trip (small object)", "us (median)", False,
        ["stdlib", "gilfree"], 20_000, 4_000, note="p99 in the JSON")
 def b_pipe(variant, n):
@@ -422,6 +450,35 @@ def b_manager_dict(variant, n):
         dt = time.perf_counter() - t0
     assert s == n * (n - 1) // 2
     return {"value": 2 * n / dt}
+
+
+def _manager_dict_ops(variant, n):
+    """Seconds for n sets, then for n gets, on a Manager().dict()."""
+    mp = mp_module(variant)
+    with mp.Manager() as m:
+        d = m.dict()
+        t0 = time.perf_counter()
+        for i in range(n):
+            d[i] = i
+        t1 = time.perf_counter()
+        s = 0
+        for i in range(n):
+            s += d[i]
+        t2 = time.perf_counter()
+    assert s == n * (n - 1) // 2
+    return t1 - t0, t2 - t1
+
+
+@group("manager_dict_set", "Manager().dict(): d[k] = v alone (one process)", "ops/s", True,
+       ["stdlib", "gilfree"], 20_000, 4_000)
+def b_manager_dict_set(variant, n):
+    return {"value": n / _manager_dict_ops(variant, n)[0]}
+
+
+@group("manager_dict_get", "Manager().dict(): d[k] alone (one process)", "ops/s", True,
+       ["stdlib", "gilfree"], 20_000, 4_000)
+def b_manager_dict_get(variant, n):
+    return {"value": n / _manager_dict_ops(variant, n)[1]}
 
 
 def _dict_fill(d, lo, hi, rounds):
