@@ -359,6 +359,19 @@ def _qecho(qin, qout):
         qout.put(m)
 
 
+def _pingpong(send, recv, n):
+    """Median and p99 (us) of n send/recv round trips, the first tenth dropped (warm-up)."""
+    pc = time.perf_counter_ns
+    samples = []
+    for i in range(n):
+        t0 = pc()
+        send(i)
+        recv()
+        samples.append(pc() - t0)
+    samples = samples[len(samples) // 10:]
+    return {"value": statistics.median(samples) / 1e3, "p99_us": pct(samples, 0.99) / 1e3}
+
+
 @group("queue_pingpong", "Queue ping-pong round trip (small object, two queues)", "us (median)",
        False, ["stdlib", "gilfree"], 20_000, 4_000, note="p99 in the JSON")
 def b_queue_pingpong(variant, n):
@@ -366,17 +379,10 @@ def b_queue_pingpong(variant, n):
     a, b = mp.Queue(), mp.Queue()
     p = mp.Process(target=_qecho, args=(a, b))
     p.start()
-    pc = time.perf_counter_ns
-    samples = []
-    for i in range(n):
-        t0 = pc()
-        a.put(i)
-        b.get()
-        samples.append(pc() - t0)
+    r = _pingpong(a.put, b.get, n)
     a.put(None)
     p.join()
-    samples = samples[len(samples) // 10:]
-    return {"value": statistics.median(samples) / 1e3, "p99_us": pct(samples, 0.99) / 1e3}
+    return r
 
 
 @group("pipe_pingpong", "Pipe ping-pong round trip (small object)", "us (median)", False,
@@ -386,17 +392,10 @@ def b_pipe(variant, n):
     a, b = mp.Pipe()
     p = mp.Process(target=_echo, args=(b,))
     p.start()
-    pc = time.perf_counter_ns
-    samples = []
-    for i in range(n):
-        t0 = pc()
-        a.send(i)
-        a.recv()
-        samples.append(pc() - t0)
+    r = _pingpong(a.send, a.recv, n)
     a.send(None)
     p.join()
-    samples = samples[len(samples) // 10:]
-    return {"value": statistics.median(samples) / 1e3, "p99_us": pct(samples, 0.99) / 1e3}
+    return r
 
 
 def _incr(v, k):

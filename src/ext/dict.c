@@ -1037,26 +1037,10 @@ static PyObject *dict_repr(PyObject *self) {
     return r;
 }
 
+static int dict_create(gf_arena *a, gf_off *out) { return gf_dict_create(a, 0, out); }
+
 static PyObject *dict_new(PyTypeObject *tp, PyObject *Py_UNUSED(args), PyObject *Py_UNUSED(kw)) {
-    gf_state *st = gf_state_of_type(tp);
-    if (!st) return NULL;
-    PyObject *self = tp->tp_alloc(tp, 0);
-    if (!self) return NULL;
-    if (gf_ensure_attached(st) < 0) goto fail;
-    gf_off off;
-    int rc = gf_dict_create(st->arena, 0, &off);
-    if (rc < 0) {
-        gf_raise(st, rc, "SharedDict: cannot create");
-        goto fail;
-    }
-    if (gf_handle_adopt(st, (gf_handle *)self, off, GF_OBJ_DICT) < 0) {
-        gf_obj_decref(st->arena, off);
-        goto fail;
-    }
-    return self;
-fail:
-    Py_DECREF(self);
-    return NULL;
+    return gf_handle_new_object(tp, dict_create, GF_OBJ_DICT, "SharedDict: cannot create");
 }
 
 static int dict_init(PyObject *self, PyObject *args, PyObject *kw) {

@@ -156,6 +156,11 @@ PyObject *gf_handle_reduce(PyObject *self, PyObject *extra);
  * received reference to `offarg` (a Python int). Result: new reference or NULL. */
 PyObject *gf_handle_rebuild(PyTypeObject *cls, PyObject *offarg, uint32_t type);
 /* Drop every reference held by this process's handles (a forked child about to _exit). */
+/* tp_new for a handle type over a fresh shared object: allocate the instance, create the
+ * object with `create` (which returns a core code), adopt it (gf_obj `type`). Result: the new
+ * object, or NULL with an exception set ("<what>: <core error>"). */
+PyObject *gf_handle_new_object(PyTypeObject *tp, int (*create)(gf_arena *, gf_off *),
+                               uint32_t type, const char *what);
 void gf_handles_release_all(gf_state *st);
 /* Same, for a process about to _exit() right away (does not mark the handles released). */
 void gf_handles_release_at_exit(gf_state *st);

@@ -162,6 +162,30 @@ PyObject *gf_handle_rebuild(PyTypeObject *cls, PyObject *offarg, uint32_t type) 
 }
 
 /* See ext.h. */
+PyObject *gf_handle_new_object(PyTypeObject *tp, int (*create)(gf_arena *, gf_off *),
+                               uint32_t type, const char *what) {
+    gf_state *st = gf_state_of_type(tp);
+    if (!st) return NULL;
+    PyObject *self = tp->tp_alloc(tp, 0);
+    if (!self) return NULL;
+    if (gf_ensure_attached(st) < 0) goto fail;
+    gf_off off;
+    int rc = create(st->arena, &off);
+    if (rc < 0) {
+        gf_raise(st, rc, what);
+        goto fail;
+    }
+    if (gf_handle_adopt(st, (gf_handle *)self, off, type) < 0) {
+        gf_obj_decref(st->arena, off);
+        goto fail;
+    }
+    return self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* See ext.h. */
 void gf_handles_release_all(gf_state *st) {
     pid_t me = getpid();
     for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next) {

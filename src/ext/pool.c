@@ -1084,35 +1084,29 @@ static PyObject *pool_results(PyObject *op, PyObject *args, PyObject *kw) {
     return lst;
 }
 
+/* Shared body of cancel/cancel_queued: 0 (it was queued: cancelled, yields CANCELLED),
+ * 1 (running: killed by cancel, left to finish by cancel_queued), None (finished or unknown). */
+static PyObject *cancel_with(PyObject *op, PyObject *arg, int (*fn)(gf_pool *, uint64_t),
+                             const char *what) {
+    pool_obj *self = SELF(op);
+    if (check(self) < 0) return NULL;
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = fn(self->pool, id);
+    Py_END_ALLOW_THREADS if (rc == GF_ESRCH) Py_RETURN_NONE;
+    if (rc < 0) return gf_raise(gf_state_of(op), rc, what);
+    return PyLong_FromLong(rc);
+}
+
 static PyObject *pool_cancel(PyObject *op, PyObject *arg) {
-    pool_obj *self = SELF(op);
-    if (check(self) < 0) return NULL;
-    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
-    if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = gf_pool_cancel(self->pool, id);
-    Py_END_ALLOW_THREADS if (rc == GF_ESRCH) Py_RETURN_NONE;
-    if (rc < 0) return gf_raise(gf_state_of(op), rc, "Pool.cancel");
-    return PyLong_FromLong(rc);
+    return cancel_with(op, arg, gf_pool_cancel, "Pool.cancel");
 }
 
-/* ---- p2-exec: ProcessPoolExecutor.shutdown(cancel_futures=True) ---- */
-
-/* cancel_queued(id) -> 0 (it was queued: cancelled, yields CANCELLED), 1 (running: left to
- * finish), None (finished or unknown). Never kills a worker. */
+/* ProcessPoolExecutor.shutdown(cancel_futures=True): never kills a worker. */
 static PyObject *pool_cancel_queued(PyObject *op, PyObject *arg) {
-    pool_obj *self = SELF(op);
-    if (check(self) < 0) return NULL;
-    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
-    if (id == (unsigned long long)-1 && PyErr_Occurred()) return NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = gf_pool_cancel_queued(self->pool, id);
-    Py_END_ALLOW_THREADS if (rc == GF_ESRCH) Py_RETURN_NONE;
-    if (rc < 0) return gf_raise(gf_state_of(op), rc, "Pool.cancel_queued");
-    return PyLong_FromLong(rc);
+    return cancel_with(op, arg, gf_pool_cancel_queued, "Pool.cancel_queued");
 }
-
-/* ---- end p2-exec ---- */
 
 static PyObject *pool_close(PyObject *op, PyObject *Py_UNUSED(a)) {
     pool_obj *self = SELF(op);
