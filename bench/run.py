@@ -208,18 +208,22 @@ def b_apply_async(variant, n):
     return {"value": n / dt}
 
 
+def _executor(variant):
+    """A ProcessPoolExecutor of WORKERS for a variant: loky's, gilfree's ("gilfree",
+    "gilfree-executor"), else concurrent.futures' ("stdlib", "stdlib-executor", ...)."""
+    if variant == "loky":
+        return need("loky").ProcessPoolExecutor(WORKERS)
+    if variant.startswith("gilfree"):
+        return gilfree_module().ProcessPoolExecutor(WORKERS)
+    import concurrent.futures
+    return concurrent.futures.ProcessPoolExecutor(WORKERS)
+
+
 @group("submit", "executor.submit x N tiny tasks, then result() all", "tasks/s", True,
        ["stdlib", "gilfree", "loky"], 20_000, 5_000,
        note="stdlib = concurrent.futures.ProcessPoolExecutor")
 def b_submit(variant, n):
-    if variant == "stdlib":
-        import concurrent.futures
-        ex = concurrent.futures.ProcessPoolExecutor(WORKERS)
-    elif variant == "loky":
-        ex = need("loky").ProcessPoolExecutor(WORKERS)
-    else:
-        ex = gilfree_module().ProcessPoolExecutor(WORKERS)
-    with ex:
+    with _executor(variant) as ex:
         list(ex.map(noop, range(4)))
         dt, out = timed(lambda: [f.result() for f in [ex.submit(square, i) for i in range(n)]])
     assert out[-1] == (n - 1) ** 2
@@ -245,14 +249,7 @@ def b_latency(variant, n):
                 pool.apply_async(noop, (i,)).get()
                 samples.append(pc() - t0)
     else:
-        if variant == "stdlib-executor":
-            import concurrent.futures
-            ex = concurrent.futures.ProcessPoolExecutor(WORKERS)
-        elif variant == "loky":
-            ex = need("loky").ProcessPoolExecutor(WORKERS)
-        else:
-            ex = gilfree_module().ProcessPoolExecutor(WORKERS)
-        with ex:
+        with _executor(variant) as ex:
             list(ex.map(noop, range(4)))
             for i in range(n):
                 t0 = pc()
@@ -277,11 +274,7 @@ def b_pool_start(variant, n):
             with need("mpire").WorkerPool(n_jobs=WORKERS) as pool:
                 pool.map(noop, [None])
         else:
-            if variant == "loky":
-                ex = need("loky").ProcessPoolExecutor(WORKERS)
-            else:
-                import concurrent.futures
-                ex = concurrent.futures.ProcessPoolExecutor(WORKERS)
+            ex = _executor(variant)
             ex.submit(noop).result()
             ex.shutdown(wait=True)
         times.append(time.perf_counter() - t0)
@@ -525,12 +518,7 @@ def b_numpy(variant, n_mb):
             pool.map(noop, range(4))
             dt, out = timed(lambda: pool.apply_async(identity, (arr,)).get())
     else:
-        if variant == "loky":
-            ex = need("loky").ProcessPoolExecutor(WORKERS)
-        else:
-            import concurrent.futures
-            ex = concurrent.futures.ProcessPoolExecutor(WORKERS)
-        with ex:
+        with _executor(variant) as ex:
             list(ex.map(noop, range(4)))
             dt, out = timed(lambda: ex.submit(identity, arr).result())
     assert out.shape == arr.shape and out[-1] == arr[-1]
