@@ -36,7 +36,7 @@ from gilfree.process import (Process, active_children, current_process,  # noqa:
                              parent_process)
 
 for _name in ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier",
-              "Value", "Array", "RawValue", "RawArray", "Pool", "Manager", "Queue",
+              "Value", "Array", "RawValue", "RawArray", "Manager", "Queue",
               "JoinableQueue", "SimpleQueue", "Pipe", "get_context", "get_start_method",
               "set_start_method", "get_all_start_methods", "cpu_count", "freeze_support",
               "get_logger", "log_to_stderr", "set_executable", "set_forkserver_preload",
@@ -49,16 +49,41 @@ del _name
 __all__ += ["Process", "current_process", "active_children", "parent_process", "ProcessError",
             "TimeoutError", "AuthenticationError"]
 
-# --- h9-pypool: process pool and executor ----------------------------------------------------
-from gilfree.pool import Pool, TaskTimeoutError, ThreadPool, WorkerLostError  # noqa: E402
-from gilfree.futures import Executor, ProcessPoolExecutor  # noqa: E402
+# --- pool, executor, shared dict/list, shared memory: imported on first use -------------------
+# They pull in concurrent.futures, logging, threading helpers, ...: a program that only uses
+# Process, Queue and locks does not load them. Every page a process maps is a page-table entry
+# that each of its forks copies and each child tears down, so a small import keeps
+# Process.start() as cheap as the standard library's.
+_LAZY = {
+    "Pool": ("gilfree.pool", "Pool"),
+    "ThreadPool": ("gilfree.pool", "ThreadPool"),
+    "WorkerLostError": ("gilfree.pool", "WorkerLostError"),
+    "TaskTimeoutError": ("gilfree.pool", "TaskTimeoutError"),
+    "Executor": ("gilfree.futures", "Executor"),
+    "ProcessPoolExecutor": ("gilfree.futures", "ProcessPoolExecutor"),
+    "SharedDict": ("gilfree.managers", "SharedDict"),
+    "SharedList": ("gilfree.managers", "SharedList"),
+    "shared_array": ("gilfree.shared_memory", "shared_array"),
+    "managers": ("gilfree.managers", None),
+    "shared_memory": ("gilfree.shared_memory", None),
+    "futures": ("gilfree.futures", None),
+    "pool": ("gilfree.pool", None),
+}
+__all__ += [n for n in _LAZY if n not in ("futures", "pool")]
 
-__all__ += ["ThreadPool", "ProcessPoolExecutor", "Executor", "WorkerLostError",
-            "TaskTimeoutError"]
 
-# --- h10-shared: shared dict and list, managers without a server, shared memory ---------------
-from gilfree import managers, shared_memory  # noqa: E402
-from gilfree.managers import SharedDict, SharedList  # noqa: E402
-from gilfree.shared_memory import shared_array  # noqa: E402
+def __getattr__(name):
+    """Import the submodule that defines `name` (see _LAZY) and return the name."""
+    try:
+        modname, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError("module 'gilfree' has no attribute %r" % (name,)) from None
+    import importlib
+    mod = importlib.import_module(modname)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value
+    return value
 
-__all__ += ["SharedDict", "SharedList", "shared_array", "shared_memory", "managers"]
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

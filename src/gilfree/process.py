@@ -19,8 +19,6 @@ import os
 import signal
 import threading
 
-from multiprocessing import popen_forkserver as _popen_forkserver
-from multiprocessing import popen_spawn_posix as _popen_spawn
 from multiprocessing import util as _util
 from multiprocessing.process import (BaseProcess, active_children, current_process,
                                      parent_process)
@@ -164,12 +162,6 @@ class _ArenaForChild:
             _env_lock.release()
 
 
-class _SpawnPopen(_popen_spawn.Popen):
-    def _launch(self, process_obj):
-        with _ArenaForChild(self._fds):
-            super()._launch(process_obj)
-
-
 def _ensure_forkserver():
     """Start the fork server (if it is not running) with the arena's fd and environment, so that
     it and every child it forks share this process tree's arena."""
@@ -178,10 +170,35 @@ def _ensure_forkserver():
         forkserver.ensure_running()
 
 
-class _ForkServerPopen(_popen_forkserver.Popen):
-    def _launch(self, process_obj):
-        _ensure_forkserver()
-        super()._launch(process_obj)
+# The spawn and forkserver Popen classes subclass the standard library's, whose modules import
+# much (socket, hashlib, the fork server): built on first use, so that a program that only
+# forks does not carry them (every page a process maps makes each of its forks slower).
+_popen_classes = {}
+
+
+def _popen_class(method):
+    """gilfree's Popen class for the 'spawn' or 'forkserver' start method."""
+    cls = _popen_classes.get(method)
+    if cls is not None:
+        return cls
+    if method == "spawn":
+        from multiprocessing import popen_spawn_posix as base
+
+        class _SpawnPopen(base.Popen):
+            def _launch(self, process_obj):
+                with _ArenaForChild(self._fds):
+                    super()._launch(process_obj)
+        cls = _SpawnPopen
+    else:
+        from multiprocessing import popen_forkserver as base
+
+        class _ForkServerPopen(base.Popen):
+            def _launch(self, process_obj):
+                _ensure_forkserver()
+                super()._launch(process_obj)
+        cls = _ForkServerPopen
+    _popen_classes[method] = cls
+    return cls
 
 
 # ---------------------------------------------------------------- Process classes
@@ -201,7 +218,7 @@ class SpawnProcess(BaseProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        return _SpawnPopen(process_obj)
+        return _popen_class("spawn")(process_obj)
 
     @staticmethod
     def _after_fork():
@@ -214,7 +231,7 @@ class ForkServerProcess(BaseProcess):
 
     @staticmethod
     def _Popen(process_obj):
-        return _ForkServerPopen(process_obj)
+        return _popen_class("forkserver")(process_obj)
 
 
 class Process(BaseProcess):
