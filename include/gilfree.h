@@ -493,7 +493,7 @@ GF_EXTERN void gf_snap_free(gf_snap *s);
 #define GF_SNAP_KEYS 1u
 #define GF_SNAP_VALUES 2u
 
-/* -- dict: chained hash table, 64 lock stripes, resize by one pointer swap ------------------ */
+/* -- dict: 64 stripes, each a chained hash table under its own lock, grown by one swap -----  */
 #define GF_DICT_STRIPES 64
 
 /* Create an empty dict (gf_obj GF_OBJ_DICT, refs = 1) sized for `capacity` entries.

@@ -1,17 +1,22 @@
 /*
- * dict.c -- the shared dict: a chained hash table of opaque byte keys and values in the arena.
+ * dict.c -- the shared dict: GF_DICT_STRIPES independent chained hash tables ("stripes") of
+ * opaque byte keys and values in the arena.
  *
  * Layout
  *   gf__dict (a gf_obj GF_OBJ_DICT): header line + GF_DICT_STRIPES stripes of one cache line each
- *   (a gf_mutex and the number of entries in the stripe's buckets).
- *   table: packed {offset of a gf__dtab bucket array | which `next` field chains use (bit 0)}.
+ *   (a gf_mutex, the stripe's entry count, its seq, its table and a resize's pending array).
+ *   stripe table: packed {offset of a gf__dtab bucket array | which `next` field chains use
+ *   (bit 0)}, 0 until the stripe's first insert.
  *   entry: one arena block {next[2], hash, klen, vlen, key bytes, value bytes}.
+ *   A key's stripe is the low GF__NS_BITS bits of its hash; its bucket in the stripe's table the
+ *   bits above them.
  *
  * Locking
- *   bucket b belongs to stripe b % GF_DICT_STRIPES (bucket counts are powers of two >= the stripe
- *   count and both are selected by the low bits of the hash, so a key's stripe never changes).
- *   An operation holds its key's stripe mutex. Resize and clear hold the `resize` mutex and then
- *   every stripe (in order), so that a stripe holder always sees a stable table.
+ *   An operation holds its key's stripe mutex, and nothing else: a stripe grows its own table
+ *   under its own mutex, so two processes working on different keys only meet when their keys
+ *   share a stripe (a table-wide resize stopped every other process each time the dict doubled:
+ *   two processes inserting distinct keys ran slower than one).
+ *   Clear, snapshot and the consistency check take every stripe, in order.
  *   `user` is the recursive lock behind `with d.lock:`. An operation checks it after taking its
  *   stripe; if another thread holds it, it drops the stripe and waits for `user`. The locker,
  *   once it has `user`, takes and drops every stripe once (a barrier): any operation that saw
@@ -22,12 +27,14 @@
  *     insert   fill the entry, then store the bucket head;
  *     replace  new entry with the old one's `next`, then store the link that pointed to the old;
  *     delete   store the link to the entry's `next`;
- *     resize   build the new bucket array by linking every entry through its *other* `next`
- *              field (the live chains are untouched), then store `table` = {new array, which}.
+ *     grow     build the stripe's new bucket array by linking its entries through their *other*
+ *              `next` field (the live chains are untouched), then store the stripe's table =
+ *              {new array, which};
+ *     clear    store each stripe's table = 0 (stripe by stripe, every stripe held: a clear cut
+ *              short by a crash has emptied some stripes and left the others whole).
  *   Blocks are freed only after the commit (a crash in between leaks them). A half-built bucket
- *   array is recorded in `pending` before it is built, and freed by the next resize.
- *   Stripe counts are updated after the commit; a locker that gets GF_EOWNERDEAD recounts the
- *   stripe's chains.
+ *   array is recorded in the stripe's `pending` before it is built; whoever takes the stripe
+ *   over from the dead process (GF_EOWNERDEAD) frees it and recounts the stripe's chains.
  */
 #include "internal.h"
 
@@ -36,7 +43,9 @@
 
 #define GF__DICT_MAGIC 0x54434944u /* "DICT" */
 #define GF__NS GF_DICT_STRIPES
-#define GF__DICT_MIN_BUCKETS ((uint64_t)GF__NS)
+#define GF__NS_BITS 6
+#define GF__STRIPE_MIN_BUCKETS ((uint64_t)8)
+_Static_assert((1u << GF__NS_BITS) == GF__NS, "GF__NS_BITS matches GF_DICT_STRIPES");
 
 /* Crash points for tests (a weak hook, NULL outside tests): a test kills itself there. */
 #define GF__CP(n)                                                                              \
@@ -44,12 +53,12 @@
         if (GF_UNLIKELY(gf__dict_crash_point != NULL)) gf__dict_crash_point(n);                \
     } while (0)
 enum {
-    GF__CP_GROW_PENDING = 1, /* grow: new array recorded, nothing locked */
-    GF__CP_GROW_BUILD,       /* grow: half of the new chains built, every stripe held */
-    GF__CP_GROW_COMMITTED,   /* grow: new table stored, counts not yet */
-    GF__CP_GROW_UNLOCKED,    /* grow: stripes dropped, pending still set */
-    GF__CP_GROW_FREE,        /* grow: pending cleared, old array not freed yet */
-    GF__CP_CLEAR_COMMITTED,  /* clear: empty table stored, counts not reset yet */
+    GF__CP_GROW_PENDING = 1, /* grow: new array recorded, nothing built (stripe held) */
+    GF__CP_GROW_BUILD,       /* grow: half of the new chains built (stripe held) */
+    GF__CP_GROW_COMMITTED,   /* grow: new table stored, pending still set (stripe held) */
+    GF__CP_GROW_UNLOCKED,    /* grow: stripe dropped, old array not freed yet */
+    GF__CP_GROW_FREE,        /* grow: just before the old array is freed */
+    GF__CP_CLEAR_COMMITTED,  /* clear: every stripe emptied, counts not reset yet */
     GF__CP_INSERT_COMMITTED, /* set: new entry linked, count not updated */
     GF__CP_DELETE_COMMITTED, /* delete: entry unlinked, count not updated, not freed */
     GF__CP_REPLACE_COMMITTED /* set: new entry replaced the old, old not freed */
@@ -57,27 +66,27 @@ enum {
 
 typedef struct gf__dstripe {
     gf_mutex m;
-    uint64_t count; /* entries in this stripe's buckets: written under m, read relaxed */
-    uint64_t seq;   /* bumped under m after every commit, before any free (lock-free reads) */
-    char pad[GF_CACHELINE - sizeof(gf_mutex) - 2 * sizeof(uint64_t)];
+    uint64_t count;   /* entries in this stripe: written under m, read relaxed */
+    uint64_t seq;     /* bumped under m after every commit, before any free (lock-free reads) */
+    uint64_t table;   /* gf_off of the gf__dtab | which next (bit 0); 0 = none yet; the commit
+                         point of a grow; written under m, read with acquire */
+    uint64_t pending; /* bucket array being built by a grow (0 = none); only under m */
+    char pad[GF_CACHELINE - sizeof(gf_mutex) - 4 * sizeof(uint64_t)];
 } gf__dstripe;
 
 typedef struct gf__dict {
     gf_obj obj;
     uint32_t magic;
     uint32_t nstripes;
-    uint64_t table;   /* gf_off of the gf__dtab | which next (bit 0); the resize commit point */
-    uint64_t pending; /* bucket array being built by a resize (0 = none) */
-    gf_mutex user;    /* recursive: `with d.lock:` */
-    gf_mutex resize;  /* serialises resize and clear */
-    gf__dstripe stripe[GF__NS];
+    gf_mutex user; /* recursive: `with d.lock:` */
+    gf__dstripe stripe[GF__NS] GF_ALIGNED(GF_CACHELINE);
 } gf__dict;
 
 _Static_assert(sizeof(gf__dstripe) == GF_CACHELINE, "one stripe per cache line");
 _Static_assert(offsetof(gf__dict, stripe) == GF_CACHELINE, "stripes start on a cache line");
 
 typedef struct gf__dtab {
-    uint64_t nbuckets; /* power of two >= GF__NS */
+    uint64_t nbuckets; /* power of two >= GF__STRIPE_MIN_BUCKETS */
     uint64_t pad[7];
     uint64_t b[];      /* gf_off of the first entry of each chain */
 } gf__dtab;
@@ -150,12 +159,19 @@ static inline gf__dict *gf__dict_at(gf_arena *a, gf_off d) {
 }
 static inline gf__dent *gf__ent(gf_arena *a, gf_off e) { return gf__ptr(a, e); }
 
-/* The current table. Acquire: pairs with the resize commit, so the array (and the chains built
- * through the other next field) are visible. Callers hold a stripe or the resize lock. */
-static inline uint64_t gf__table(gf__dict *d) {
-    return atomic_load_explicit(GF_A64(&d->table), memory_order_acquire);
+static inline unsigned gf__stripe_of(uint64_t h) { return (unsigned)(h & (GF__NS - 1)); }
+/* The bucket of hash h in a table of nb buckets: the bits above the stripe's. */
+static inline uint64_t gf__bucket(uint64_t h, uint64_t nb) { return (h >> GF__NS_BITS) & (nb - 1); }
+
+/* Stripe s's table word. Acquire: pairs with the grow commit, so the array (and the chains built
+ * through the other next field) are visible. Callers hold the stripe. */
+static inline uint64_t gf__table(gf__dstripe *st) {
+    return atomic_load_explicit(GF_A64(&st->table), memory_order_acquire);
 }
-static inline gf__dtab *gf__tab(gf_arena *a, uint64_t t) { return gf__ptr(a, t & ~(uint64_t)63); }
+/* The bucket array of a table word, NULL for 0 (no table yet). */
+static inline gf__dtab *gf__tab(gf_arena *a, uint64_t t) {
+    return t ? gf__ptr(a, t & ~(uint64_t)63) : NULL;
+}
 
 /* Store a link (bucket head or next field). Release: the entry it points to was filled before
  * and must be visible to the next lock holder; it also keeps the compiler from sinking the
@@ -175,9 +191,6 @@ static inline uint64_t gf__link_load(const uint64_t *link) {
 static inline void gf__seq_bump(gf__dstripe *s) {
     uint64_t v = atomic_load_explicit(GF_A64(&s->seq), memory_order_relaxed);
     atomic_store_explicit(GF_A64(&s->seq), v + 1, memory_order_release);
-}
-static void gf__seq_bump_all(gf__dict *d) {
-    for (unsigned s = 0; s < GF__NS; s++) gf__seq_bump(&d->stripe[s]);
 }
 
 static inline uint64_t gf__count_load(gf__dstripe *s) {
@@ -215,29 +228,39 @@ void gf_buf_release(gf_buf *b) {
     b->len = 0;
 }
 
-/* Count the entries of stripe s by walking its chains (the caller holds the stripe, so the
- * table cannot change). Used after a holder died between a commit and its count update. */
-static void gf__stripe_recount(gf_arena *a, gf__dict *d, unsigned s) {
-    uint64_t t = gf__table(d);
+/* Take over stripe s from a holder that died (the caller now holds it): free the bucket array
+ * a grow had recorded but not committed, and count the entries by walking the chains (the holder
+ * may have died between a commit and its count update). The chains themselves are consistent
+ * by construction. */
+static void gf__stripe_recover(gf_arena *a, gf__dict *d, unsigned s) {
+    gf__dstripe *st = &d->stripe[s];
+    uint64_t t = gf__table(st);
+    /* pending is only accessed under the stripe lock: relaxed. */
+    uint64_t pend = atomic_load_explicit(GF_A64(&st->pending), memory_order_relaxed);
+    if (pend) {
+        /* Committed (it is the live table): keep it. Otherwise nothing references it. */
+        if (pend != (t & ~(uint64_t)63)) gf_free(a, pend);
+        atomic_store_explicit(GF_A64(&st->pending), 0, memory_order_relaxed);
+    }
     gf__dtab *tab = gf__tab(a, t);
     unsigned w = (unsigned)(t & 1);
     uint64_t n = 0;
-    for (uint64_t b = s; b < tab->nbuckets; b += GF__NS)
+    for (uint64_t b = 0; tab && b < tab->nbuckets; b++)
         for (gf_off e = gf__link_load(&tab->b[b]); e; e = gf__link_load(&gf__ent(a, e)->next[w]))
             n++;
-    gf__count_store(&d->stripe[s], n);
-    gf__seq_bump(&d->stripe[s]);
+    gf__count_store(st, n);
+    gf__seq_bump(st);
 }
 
 /* Lock stripe s. Stripes are held for short, bounded times, so a signal does not abort the wait
- * (GF_EINTR is retried). Result: 0, or 1 when the previous holder died (the stripe's count has
- * been recomputed; the chains are consistent by construction). */
+ * (GF_EINTR is retried). Result: 0, or 1 when the previous holder died (the stripe has been
+ * recovered: see gf__stripe_recover). */
 static int gf__stripe_lock(gf_arena *a, gf__dict *d, unsigned s) {
     for (;;) {
         int r = gf_mutex_lock(a, &d->stripe[s].m, GF_FOREVER);
         if (GF_LIKELY(r == 0)) return 0;
         if (r == GF_EOWNERDEAD) {
-            gf__stripe_recount(a, d, s);
+            gf__stripe_recover(a, d, s);
             return 1;
         }
         /* GF_EINTR (or anything transient): try again. */
@@ -276,7 +299,7 @@ static int gf__op_begin(gf_arena *a, gf__dict *d, unsigned s) {
     }
 }
 
-/* Take every stripe in order. Result: 0. */
+/* Take every stripe in order. */
 static void gf__lock_all(gf_arena *a, gf__dict *d) {
     for (unsigned s = 0; s < GF__NS; s++) gf__stripe_lock(a, d, s);
 }
@@ -295,11 +318,16 @@ static int gf__lock_all_user(gf_arena *a, gf__dict *d) {
     }
 }
 
-/* Find key in the chain of its bucket. The caller holds the stripe. Result: the entry's offset
- * (0 if absent); *linkp = the word that points to it (bucket head or predecessor's next). */
-static gf_off gf__find(gf_arena *a, gf__dtab *tab, unsigned w, uint64_t h, const void *key,
-                       size_t klen, uint64_t **linkp) {
-    uint64_t *link = &tab->b[h & (tab->nbuckets - 1)];
+/* Find key in the chain of its bucket in table word t (0 = no table: absent). The caller holds
+ * the stripe. Result: the entry's offset (0 if absent); *linkp = the word that points to it
+ * (bucket head or predecessor's next; NULL when there is no table). */
+static gf_off gf__find(gf_arena *a, uint64_t t, uint64_t h, const void *key, size_t klen,
+                       uint64_t **linkp) {
+    gf__dtab *tab = gf__tab(a, t);
+    if (linkp) *linkp = NULL;
+    if (!tab) return 0;
+    unsigned w = (unsigned)(t & 1);
+    uint64_t *link = &tab->b[gf__bucket(h, tab->nbuckets)];
     for (gf_off e = gf__link_load(link); e; e = gf__link_load(link)) {
         gf__dent *p = gf__ent(a, e);
         if (p->hash == h && p->klen == klen && memcmp(p->data, key, klen) == 0) {
@@ -308,7 +336,6 @@ static gf_off gf__find(gf_arena *a, gf__dtab *tab, unsigned w, uint64_t h, const
         }
         link = &p->next[w];
     }
-    if (linkp) *linkp = link; /* the last link: unused */
     return 0;
 }
 
@@ -343,92 +370,93 @@ static int gf__tab_new(gf_arena *a, uint64_t nb, gf_off *out) {
     return 0;
 }
 
-static uint64_t gf__pow2_at_least(uint64_t n) {
-    uint64_t p = GF__DICT_MIN_BUCKETS;
-    while (p < n && p < ((uint64_t)1 << 40)) p <<= 1;
-    return p;
-}
-
 /* ------------------------------------------------------------------------------------------ */
-/* Resize                                                                                      */
+/* Growing a stripe                                                                            */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Take the resize lock and clean up after a resize that died half-way. Result: 0. Fails:
- * GF_EINTR. */
-static int gf__resize_lock(gf_arena *a, gf__dict *d) {
-    int r = gf_mutex_lock(a, &d->resize, GF_FOREVER);
-    if (r < 0 && r != GF_EOWNERDEAD) return r;
-    /* Under the resize lock, pending is only written by us: relaxed. */
-    uint64_t pend = atomic_load_explicit(GF_A64(&d->pending), memory_order_relaxed);
-    if (pend) {
-        /* A resizer died after recording its new array. If it had committed it, the array is
-         * the live table: keep it. Otherwise nothing references it: free it. */
-        if (pend != (gf__table(d) & ~(uint64_t)63)) gf_free(a, pend);
-        atomic_store_explicit(GF_A64(&d->pending), 0, memory_order_relaxed);
-    }
-    return 0;
+/* 1 if stripe st has a table and one more entry would make it grow (more entries than
+ * buckets: load factor 1). */
+static inline int gf__stripe_full(gf_arena *a, gf__dstripe *st) {
+    gf__dtab *tab = gf__tab(a, gf__table(st));
+    return tab && gf__count_load(st) + 1 > tab->nbuckets;
 }
 
-/* A stripe grew past its share of `seen_nb` buckets: grow the table (unless another process did
- * already). Best effort: on GF_ENOSPC or GF_EINTR the dict keeps its table. */
-static void gf__grow(gf_arena *a, gf__dict *d, uint64_t seen_nb) {
-    if (gf__resize_lock(a, d) < 0) return;
-    uint64_t t = gf__table(d);
-    gf__dtab *old = gf__tab(a, t);
-    if (old->nbuckets != seen_nb) { /* somebody resized meanwhile */
-        gf_mutex_unlock(a, &d->resize);
-        return;
-    }
-    uint64_t total = 0;
-    for (unsigned s = 0; s < GF__NS; s++) total += gf__count_load(&d->stripe[s]);
-    uint64_t nb = gf__pow2_at_least(total * 2 > seen_nb * 2 ? total * 2 : seen_nb * 2);
+/* Give stripe s (held by the caller) a table of at least nb buckets (a power of two >= 8), its
+ * entries relinked into it; cp: pass the crash points (a grow, not a stripe's first table).
+ * Result 0; *old = the previous bucket array, to free once the stripe is dropped (0 = none).
+ * Fails: GF_ENOSPC (nothing changed). */
+static int gf__stripe_grow(gf_arena *a, gf__dict *d, unsigned s, uint64_t nb, int cp,
+                           gf_off *old) {
+    gf__dstripe *st = &d->stripe[s];
+    uint64_t n = GF__STRIPE_MIN_BUCKETS;
+    while (n < nb && n < ((uint64_t)1 << 40)) n <<= 1;
     gf_off nt;
-    if (gf__tab_new(a, nb, &nt) < 0) {
-        gf_mutex_unlock(a, &d->resize);
-        return;
-    }
-    /* Record the array before linking anything through it, so that a crash while building it
-     * lets the next resizer free it. Release: orders after the array's zeroing (not needed for
-     * correctness -- only the resize lock holder reads pending -- but cheap). */
-    atomic_store_explicit(GF_A64(&d->pending), nt, memory_order_release);
-    GF__CP(GF__CP_GROW_PENDING);
-
-    gf__lock_all(a, d);
-    t = gf__table(d); /* unchanged: resize and clear need the resize lock */
+    *old = 0;
+    int r = gf__tab_new(a, n, &nt);
+    if (r < 0) return r;
+    /* Record the array before linking anything through it, so that whoever takes the stripe
+     * over after a crash frees it (gf__stripe_recover). Relaxed: only read under the lock. */
+    atomic_store_explicit(GF_A64(&st->pending), nt, memory_order_relaxed);
+    if (cp) GF__CP(GF__CP_GROW_PENDING);
+    uint64_t t = gf__table(st);
+    gf__dtab *otab = gf__tab(a, t), *tab = gf__ptr(a, nt);
     unsigned w = (unsigned)(t & 1), nw = w ^ 1;
-    gf__dtab *tab = gf__ptr(a, nt);
-    uint64_t counts[GF__NS] = {0};
-    for (uint64_t b = 0; b < old->nbuckets; b++) {
-        if (b == old->nbuckets / 2) GF__CP(GF__CP_GROW_BUILD);
-        for (gf_off e = old->b[b]; e;) {
+    uint64_t onb = otab ? otab->nbuckets : 0;
+    for (uint64_t b = 0; b < onb; b++) {
+        if (cp && b == onb / 2) GF__CP(GF__CP_GROW_BUILD);
+        for (gf_off e = otab->b[b]; e;) {
             gf__dent *p = gf__ent(a, e);
             gf_off next = p->next[w];
-            uint64_t nbk = p->hash & (nb - 1);
+            uint64_t nbk = gf__bucket(p->hash, n);
             /* Plain stores: the new chains are invisible until the commit below. */
             p->next[nw] = tab->b[nbk];
             tab->b[nbk] = e;
-            counts[p->hash & (GF__NS - 1)]++;
             e = next;
         }
     }
     /* Commit: one release store publishes the new array and its chains. */
-    atomic_store_explicit(GF_A64(&d->table), nt | nw, memory_order_release);
-    GF__CP(GF__CP_GROW_COMMITTED);
-    for (unsigned s = 0; s < GF__NS; s++) gf__count_store(&d->stripe[s], counts[s]);
-    gf__seq_bump_all(d); /* the old bucket array is freed below */
-    gf__unlock_all(a, d);
-    GF__CP(GF__CP_GROW_UNLOCKED);
-    atomic_store_explicit(GF_A64(&d->pending), 0, memory_order_relaxed);
-    gf_mutex_unlock(a, &d->resize);
-    GF__CP(GF__CP_GROW_FREE);
-    gf_free(a, t & ~(uint64_t)63); /* a crash before this leaks the old array, nothing worse */
+    atomic_store_explicit(GF_A64(&st->table), nt | nw, memory_order_release);
+    if (cp) GF__CP(GF__CP_GROW_COMMITTED);
+    atomic_store_explicit(GF_A64(&st->pending), 0, memory_order_relaxed);
+    gf__seq_bump(st); /* the old bucket array is freed once the stripe is dropped */
+    *old = otab ? (t & ~(uint64_t)63) : 0;
+    return 0;
 }
 
-/* The resize trigger: a stripe holds more than about 1.25x its share of buckets (+ slack so
- * that tiny tables do not resize on a single unlucky stripe). */
-static inline int gf__needs_grow(uint64_t count, uint64_t nb) {
-    uint64_t share = nb / GF__NS;
-    return count > share + share / 4 + 4;
+/* After dropping the stripe: free the bucket array a grow replaced (a crash before this only
+ * leaks it). */
+static void gf__free_old_table(gf_arena *a, gf_off old) {
+    if (!old) return;
+    GF__CP(GF__CP_GROW_UNLOCKED);
+    GF__CP(GF__CP_GROW_FREE);
+    gf_free(a, old);
+}
+
+/* Link the new entry ne (its key absent) at the head of its bucket in stripe s, held by the
+ * caller (the stripe's first insert gives it its table), then grow the stripe's table if it now
+ * holds more entries than buckets (best effort: on GF_ENOSPC chains just get longer). Result 0;
+ * *old_tab as gf__stripe_grow. Fails: GF_ENOSPC (the stripe had no table and none could be
+ * allocated; nothing linked). */
+static int gf__insert_locked(gf_arena *a, gf__dict *d, unsigned s, gf_off ne, gf_off *old_tab) {
+    gf__dstripe *st = &d->stripe[s];
+    *old_tab = 0;
+    if (!gf__table(st)) {
+        int r = gf__stripe_grow(a, d, s, GF__STRIPE_MIN_BUCKETS, 0, old_tab);
+        if (r < 0) return r;
+    }
+    uint64_t t = gf__table(st);
+    gf__dtab *tab = gf__tab(a, t);
+    unsigned w = (unsigned)(t & 1);
+    gf__dent *p = gf__ent(a, ne);
+    uint64_t *head = &tab->b[gf__bucket(p->hash, tab->nbuckets)];
+    p->next[w] = gf__link_load(head);
+    gf__link_store(head, ne); /* commit: the new entry heads its chain */
+    GF__CP(GF__CP_INSERT_COMMITTED);
+    uint64_t c = gf__count_load(st) + 1;
+    gf__count_store(st, c);
+    gf__seq_bump(st); /* (nothing freed; keeps reads equivalent to locked ones) */
+    if (c > tab->nbuckets) (void)gf__stripe_grow(a, d, s, tab->nbuckets * 2, 1, old_tab);
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -442,20 +470,21 @@ static inline int gf__needs_grow(uint64_t count, uint64_t nb) {
  * never followed outside it, and the walk is bounded.
  * Result: 1 found (copied into buf if copy; *vlen), 0 absent, -1 value larger than cap,
  * -2 inconsistent (retry). */
-static int gf__get_fast_once(gf_arena *a, gf__dict *d, uint64_t h, const void *key, size_t klen,
-                             int copy, void *buf, size_t cap, size_t *vlen) {
+static int gf__get_fast_once(gf_arena *a, gf__dstripe *st, uint64_t h, const void *key,
+                             size_t klen, int copy, void *buf, size_t cap, size_t *vlen) {
     const char *base = gf__abase(a);
     const uint64_t size = gf__asize(a);
     /* Acquire loads of the table and of every link: pair with the release stores that
      * published them (the entry behind a link is filled before the link is stored). */
-    uint64_t t = atomic_load_explicit(GF_A64(&d->table), memory_order_acquire);
+    uint64_t t = atomic_load_explicit(GF_A64(&st->table), memory_order_acquire);
+    if (t == 0) return 0; /* no table yet: empty stripe */
     uint64_t toff = t & ~(uint64_t)63;
     unsigned w = (unsigned)(t & 1);
     if (toff < GF_CACHELINE || toff > size - sizeof(gf__dtab)) return -2;
     gf__dtab *tab = (gf__dtab *)(base + toff);
     uint64_t nb = atomic_load_explicit(GF_A64(&tab->nbuckets), memory_order_relaxed);
     if (nb == 0 || (nb & (nb - 1)) || nb > (size - toff - sizeof(gf__dtab)) / 8) return -2;
-    gf_off e = atomic_load_explicit(GF_A64(&tab->b[h & (nb - 1)]), memory_order_acquire);
+    gf_off e = atomic_load_explicit(GF_A64(&tab->b[gf__bucket(h, nb)]), memory_order_acquire);
     for (unsigned steps = 0; e; steps++) {
         if (steps > 64 || e < GF_CACHELINE || e > size - sizeof(gf__dent)) return -2;
         gf__dent *p = (gf__dent *)(base + e);
@@ -491,7 +520,7 @@ static int gf__get_fast(gf_arena *a, gf__dict *d, unsigned s, uint64_t h, const 
         /* Acquire: nothing below is read before seq. */
         uint64_t s1 = atomic_load_explicit(GF_A64(&st->seq), memory_order_acquire);
         if (gf__user_blocks(a, d)) return -1;
-        int r = gf__get_fast_once(a, d, h, key, klen, copy, buf, cap, vlen);
+        int r = gf__get_fast_once(a, st, h, key, klen, copy, buf, cap, vlen);
         if (r == -1) return -1;
         /* Acquire fence: every read above happens before the second read of seq, so if any of
          * them saw memory written after a free, this read sees the bump made before it. */
@@ -506,24 +535,46 @@ static int gf__get_fast(gf_arena *a, gf__dict *d, unsigned s, uint64_t h, const 
 /* Public API                                                                                  */
 /* ------------------------------------------------------------------------------------------ */
 
-/* Create a dict sized for `capacity` entries. Result 0 and *out. Fails: GF_ENOSPC. */
+/* Free every entry of table word t and its bucket array (nobody else can reach them). */
+static void gf__table_free(gf_arena *a, uint64_t t) {
+    gf__dtab *tab = gf__tab(a, t);
+    if (!tab) return;
+    unsigned w = (unsigned)(t & 1);
+    for (uint64_t b = 0; b < tab->nbuckets; b++) {
+        for (gf_off e = tab->b[b]; e;) {
+            gf_off next = gf__ent(a, e)->next[w];
+            gf_free(a, e);
+            e = next;
+        }
+    }
+    gf_free(a, t & ~(uint64_t)63);
+}
+
+/* Create a dict sized for `capacity` entries (0: each stripe gets its table on its first
+ * insert). Result 0 and *out. Fails: GF_ENOSPC. */
 int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out) {
     if (!a || !out) return GF_EINVAL;
-    gf_off off, t;
+    gf_off off;
     int r = gf_obj_new(a, GF_OBJ_DICT, sizeof(gf__dict), &off);
     if (r < 0) return r;
     gf__dict *d = gf__ptr(a, off);
+    if (GF_UNLIKELY(!d)) return GF_EINVAL; /* (off is never 0 here; tells the compiler) */
     memset((char *)d + sizeof(gf_obj), 0, sizeof(gf__dict) - sizeof(gf_obj));
-    r = gf__tab_new(a, gf__pow2_at_least(capacity), &t);
-    if (r < 0) {
-        gf_obj_decref(a, off); /* magic is 0: the destructor leaves it alone */
-        return r;
-    }
     d->nstripes = GF__NS;
-    d->table = t;
     gf_mutex_init(&d->user, GF_MUTEX_RECURSIVE);
-    gf_mutex_init(&d->resize, 0);
     for (unsigned s = 0; s < GF__NS; s++) gf_mutex_init(&d->stripe[s].m, 0);
+    if (capacity > 0) {
+        uint64_t per = ((uint64_t)capacity + GF__NS - 1) / GF__NS;
+        for (unsigned s = 0; s < GF__NS; s++) {
+            gf_off old;
+            r = gf__stripe_grow(a, d, s, per, 0, &old); /* nobody sees d yet: no locks */
+            if (r < 0) {
+                for (unsigned k = 0; k < s; k++) gf__table_free(a, d->stripe[k].table);
+                gf_obj_decref(a, off); /* magic is 0: the destructor leaves it alone */
+                return r;
+            }
+        }
+    }
     /* Release: publishes the initialised header to whoever receives the offset. */
     atomic_store_explicit(GF_A32(&d->magic), GF__DICT_MAGIC, memory_order_release);
     *out = off;
@@ -535,18 +586,11 @@ int gf_dict_create(gf_arena *a, size_t capacity, gf_off *out) {
 void gf__dict_destroy(gf_arena *a, gf_off off) {
     gf__dict *d = gf__ptr(a, off);
     if (!d || d->magic != GF__DICT_MAGIC) return;
-    uint64_t t = d->table;
-    gf__dtab *tab = gf__tab(a, t);
-    unsigned w = (unsigned)(t & 1);
-    for (uint64_t b = 0; tab && b < tab->nbuckets; b++) {
-        for (gf_off e = tab->b[b]; e;) {
-            gf_off next = gf__ent(a, e)->next[w];
-            gf_free(a, e);
-            e = next;
-        }
+    for (unsigned s = 0; s < GF__NS; s++) {
+        gf__dstripe *st = &d->stripe[s];
+        if (st->pending && st->pending != (st->table & ~(uint64_t)63)) gf_free(a, st->pending);
+        gf__table_free(a, st->table);
     }
-    if (d->pending && d->pending != (t & ~(uint64_t)63)) gf_free(a, d->pending);
-    if (tab) gf_free(a, t & ~(uint64_t)63);
     d->magic = 0;
 }
 
@@ -554,7 +598,7 @@ void gf__dict_destroy(gf_arena *a, gf_off off) {
  * user lock free or ours. Result 0. Fails: GF_EAGAIN (nothing held). */
 static int gf__op_try_begin(gf_arena *a, gf__dict *d, unsigned s) {
     int r = gf_mutex_lock(a, &d->stripe[s].m, 0);
-    if (GF_UNLIKELY(r == GF_EOWNERDEAD)) gf__stripe_recount(a, d, s);
+    if (GF_UNLIKELY(r == GF_EOWNERDEAD)) gf__stripe_recover(a, d, s);
     else if (GF_UNLIKELY(r != 0)) return GF_EAGAIN;
     if (GF_LIKELY(!gf__user_blocks(a, d))) return 0;
     gf__stripe_unlock(a, d, s);
@@ -568,7 +612,8 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
+    gf__dstripe *st = &d->stripe[s];
     gf_off ne;
     int r = gf__ent_new(a, h, key, klen, val, vlen, &ne);
     if (r < 0) return r;
@@ -577,37 +622,29 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
         gf_free(a, ne);
         return r;
     }
-    uint64_t t = gf__table(d);
-    gf__dtab *tab = gf__tab(a, t);
-    unsigned w = (unsigned)(t & 1);
+    uint64_t t = gf__table(st);
     uint64_t *link;
-    gf_off old = gf__find(a, tab, w, h, key, klen, &link);
-    uint64_t grow_nb = 0;
-    if (!old && nowait &&
-        gf__needs_grow(gf__count_load(&d->stripe[s]) + 1, tab->nbuckets)) {
-        /* The insert would resize the table, which waits for every stripe. */
+    gf_off old = gf__find(a, t, h, key, klen, &link), old_tab = 0;
+    if (old) {
+        gf__ent(a, ne)->next[t & 1] = gf__ent(a, old)->next[t & 1];
+        gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
+        GF__CP(GF__CP_REPLACE_COMMITTED);
+        gf__seq_bump(st); /* old is freed below */
+    } else if (nowait && gf__stripe_full(a, st)) {
+        /* The insert would grow the stripe's table (relinks all its entries): not short. */
         gf__stripe_unlock(a, d, s);
         gf_free(a, ne);
         return GF_EAGAIN;
-    }
-    if (old) {
-        gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
-        gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
-        GF__CP(GF__CP_REPLACE_COMMITTED);
-        gf__seq_bump(&d->stripe[s]); /* old is freed below */
     } else {
-        uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
-        gf__ent(a, ne)->next[w] = gf__link_load(head);
-        gf__link_store(head, ne); /* commit: the new entry heads its chain */
-        GF__CP(GF__CP_INSERT_COMMITTED);
-        uint64_t c = gf__count_load(&d->stripe[s]) + 1;
-        gf__count_store(&d->stripe[s], c);
-        gf__seq_bump(&d->stripe[s]); /* (nothing freed; keeps reads equivalent to locked ones) */
-        if (gf__needs_grow(c, tab->nbuckets)) grow_nb = tab->nbuckets;
+        r = gf__insert_locked(a, d, s, ne, &old_tab);
     }
     gf__stripe_unlock(a, d, s);
+    if (r < 0) {
+        gf_free(a, ne);
+        return r;
+    }
     if (old) gf_free(a, old);
-    if (grow_nb) gf__grow(a, d, grow_nb);
+    gf__free_old_table(a, old_tab);
     return old ? 1 : 0;
 }
 
@@ -632,7 +669,7 @@ int gf_dict_try_get(gf_arena *a, gf_off doff, const void *key, size_t klen, void
     if (!d || !buf || !out) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
     size_t vl;
-    int f = gf__get_fast(a, d, (unsigned)(h & (GF__NS - 1)), h, key, klen, 1, buf, cap, &vl);
+    int f = gf__get_fast(a, d, gf__stripe_of(h), h, key, klen, 1, buf, cap, &vl);
     if (f == 0) return GF_ENOENT;
     if (f < 0) return GF_EAGAIN;
     out->data = buf;
@@ -648,7 +685,7 @@ int gf_dict_try_contains(gf_arena *a, gf_off doff, const void *key, size_t klen)
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
     size_t vl;
-    int f = gf__get_fast(a, d, (unsigned)(h & (GF__NS - 1)), h, key, klen, 0, NULL, 0, &vl);
+    int f = gf__get_fast(a, d, gf__stripe_of(h), h, key, klen, 0, NULL, 0, &vl);
     return f < 0 ? GF_EAGAIN : f;
 }
 
@@ -658,7 +695,7 @@ int gf_dict_get(gf_arena *a, gf_off doff, const void *key, size_t klen, void *bu
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
     if (buf && out) {
         size_t vl;
         int f = gf__get_fast(a, d, s, h, key, klen, 1, buf, cap, &vl);
@@ -672,8 +709,7 @@ int gf_dict_get(gf_arena *a, gf_off doff, const void *key, size_t klen, void *bu
     }
     int r = gf__op_begin(a, d, s);
     if (r < 0) return r;
-    uint64_t t = gf__table(d);
-    gf_off e = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL);
+    gf_off e = gf__find(a, gf__table(&d->stripe[s]), h, key, klen, NULL);
     if (!e) {
         r = GF_ENOENT;
     } else {
@@ -690,11 +726,10 @@ int gf_dict_get_cb(gf_arena *a, gf_off doff, const void *key, size_t klen,
     gf__dict *d = gf__dict_at(a, doff);
     if (!d || !cb) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
     int r = gf__op_begin(a, d, s);
     if (r < 0) return r;
-    uint64_t t = gf__table(d);
-    gf_off e = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL);
+    gf_off e = gf__find(a, gf__table(&d->stripe[s]), h, key, klen, NULL);
     if (!e) {
         r = GF_ENOENT;
     } else {
@@ -710,14 +745,13 @@ int gf_dict_contains(gf_arena *a, gf_off doff, const void *key, size_t klen) {
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
     size_t vl;
     int r = gf__get_fast(a, d, s, h, key, klen, 0, NULL, 0, &vl);
     if (r >= 0) return r;
     r = gf__op_begin(a, d, s);
     if (r < 0) return r;
-    uint64_t t = gf__table(d);
-    r = gf__find(a, gf__tab(a, t), (unsigned)(t & 1), h, key, klen, NULL) != 0;
+    r = gf__find(a, gf__table(&d->stripe[s]), h, key, klen, NULL) != 0;
     gf__stripe_unlock(a, d, s);
     return r;
 }
@@ -729,13 +763,13 @@ static int gf__dict_remove(gf_arena *a, gf_off doff, const void *key, size_t kle
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
+    gf__dstripe *st = &d->stripe[s];
     int r = gf__op_begin(a, d, s);
     if (r < 0) return r;
-    uint64_t t = gf__table(d);
-    unsigned w = (unsigned)(t & 1);
+    uint64_t t = gf__table(st);
     uint64_t *link;
-    gf_off e = gf__find(a, gf__tab(a, t), w, h, key, klen, &link);
+    gf_off e = gf__find(a, t, h, key, klen, &link);
     if (!e) {
         gf__stripe_unlock(a, d, s);
         return GF_ENOENT;
@@ -743,10 +777,10 @@ static int gf__dict_remove(gf_arena *a, gf_off doff, const void *key, size_t kle
     gf__dent *p = gf__ent(a, e);
     r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
     if (r == 0) {
-        gf__link_store(link, gf__link_load(&p->next[w])); /* commit: unlinked */
+        gf__link_store(link, gf__link_load(&p->next[t & 1])); /* commit: unlinked */
         GF__CP(GF__CP_DELETE_COMMITTED);
-        gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
-        gf__seq_bump(&d->stripe[s]);
+        gf__count_store(st, gf__count_load(st) - 1);
+        gf__seq_bump(st);
     }
     gf__stripe_unlock(a, d, s);
     if (r == 0) gf_free(a, e);
@@ -773,13 +807,14 @@ int gf_dict_popitem(gf_arena *a, gf_off doff, gf_buf *key, gf_buf *val) {
     unsigned start = atomic_fetch_add_explicit(&rot, 1, memory_order_relaxed);
     for (unsigned i = 0; i < GF__NS; i++) {
         unsigned s = (start + i) & (GF__NS - 1);
-        if (gf__count_load(&d->stripe[s]) == 0) continue; /* hint; rechecked under the lock */
+        gf__dstripe *st = &d->stripe[s];
+        if (gf__count_load(st) == 0) continue; /* hint; rechecked under the lock */
         int r = gf__op_begin(a, d, s);
         if (r < 0) return r;
-        uint64_t t = gf__table(d);
+        uint64_t t = gf__table(st);
         gf__dtab *tab = gf__tab(a, t);
         unsigned w = (unsigned)(t & 1);
-        for (uint64_t b = s; b < tab->nbuckets; b += GF__NS) {
+        for (uint64_t b = 0; tab && b < tab->nbuckets; b++) {
             gf_off e = gf__link_load(&tab->b[b]);
             if (!e) continue;
             gf__dent *p = gf__ent(a, e);
@@ -790,8 +825,8 @@ int gf_dict_popitem(gf_arena *a, gf_off doff, gf_buf *key, gf_buf *val) {
             }
             if (r == 0) {
                 gf__link_store(&tab->b[b], gf__link_load(&p->next[w])); /* commit */
-                gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
-                gf__seq_bump(&d->stripe[s]);
+                gf__count_store(st, gf__count_load(st) - 1);
+                gf__seq_bump(st);
             }
             gf__stripe_unlock(a, d, s);
             if (r == 0) gf_free(a, e);
@@ -809,15 +844,12 @@ int gf_dict_setdefault(gf_arena *a, gf_off doff, const void *key, size_t klen, c
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
     gf_off ne = 0;
     for (;;) {
         int r = gf__op_begin(a, d, s);
         if (r < 0) break;
-        uint64_t t = gf__table(d);
-        gf__dtab *tab = gf__tab(a, t);
-        unsigned w = (unsigned)(t & 1);
-        gf_off e = gf__find(a, tab, w, h, key, klen, NULL);
+        gf_off e = gf__find(a, gf__table(&d->stripe[s]), h, key, klen, NULL);
         if (e) { /* present: copy it out */
             gf__dent *p = gf__ent(a, e);
             r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
@@ -833,20 +865,17 @@ int gf_dict_setdefault(gf_arena *a, gf_off doff, const void *key, size_t klen, c
         }
         gf__dent *p = gf__ent(a, ne);
         r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
+        gf_off old_tab = 0;
+        if (r == 0) {
+            r = gf__insert_locked(a, d, s, ne, &old_tab);
+            if (r < 0) gf_buf_release(out);
+        }
+        gf__stripe_unlock(a, d, s);
         if (r < 0) {
-            gf__stripe_unlock(a, d, s);
             gf_free(a, ne);
             return r;
         }
-        uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
-        p->next[w] = gf__link_load(head);
-        gf__link_store(head, ne); /* commit */
-        uint64_t c = gf__count_load(&d->stripe[s]) + 1;
-        gf__count_store(&d->stripe[s], c);
-        gf__seq_bump(&d->stripe[s]);
-        uint64_t grow_nb = gf__needs_grow(c, tab->nbuckets) ? tab->nbuckets : 0;
-        gf__stripe_unlock(a, d, s);
-        if (grow_nb) gf__grow(a, d, grow_nb);
+        gf__free_old_table(a, old_tab);
         return 1;
     }
     if (ne) gf_free(a, ne);
@@ -860,7 +889,8 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     uint64_t h = gf__hash(key, klen);
-    unsigned s = (unsigned)(h & (GF__NS - 1));
+    unsigned s = gf__stripe_of(h);
+    gf__dstripe *st = &d->stripe[s];
     gf_off ne = 0;
     if (newv) {
         int r = gf__ent_new(a, h, key, klen, newv, nlen, &ne);
@@ -871,11 +901,10 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
         if (ne) gf_free(a, ne);
         return r;
     }
-    uint64_t t = gf__table(d);
-    gf__dtab *tab = gf__tab(a, t);
+    uint64_t t = gf__table(st);
     unsigned w = (unsigned)(t & 1);
     uint64_t *link;
-    gf_off old = gf__find(a, tab, w, h, key, klen, &link);
+    gf_off old = gf__find(a, t, h, key, klen, &link);
     int match;
     if (!expected) {
         match = old == 0;
@@ -883,30 +912,28 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
         gf__dent *p = old ? gf__ent(a, old) : NULL;
         match = p && p->vlen == elen && memcmp(p->data + p->klen, expected, elen) == 0;
     }
-    uint64_t grow_nb = 0;
-    gf_off to_free = ne;
+    gf_off to_free = ne, old_tab = 0;
     if (match) {
-        gf__seq_bump(&d->stripe[s]); /* bumped before the commit too: harmless, readers retry */
         to_free = old;
         if (old && ne) { /* replace */
             gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
-            gf__link_store(link, ne);
+            gf__link_store(link, ne); /* commit */
+            gf__seq_bump(st);
         } else if (old) { /* delete */
-            gf__link_store(link, gf__link_load(&gf__ent(a, old)->next[w]));
-            gf__count_store(&d->stripe[s], gf__count_load(&d->stripe[s]) - 1);
+            gf__link_store(link, gf__link_load(&gf__ent(a, old)->next[w])); /* commit */
+            gf__count_store(st, gf__count_load(st) - 1);
+            gf__seq_bump(st);
         } else if (ne) { /* insert */
-            uint64_t *head = &tab->b[h & (tab->nbuckets - 1)];
-            gf__ent(a, ne)->next[w] = gf__link_load(head);
-            gf__link_store(head, ne);
-            uint64_t c = gf__count_load(&d->stripe[s]) + 1;
-            gf__count_store(&d->stripe[s], c);
-            if (gf__needs_grow(c, tab->nbuckets)) grow_nb = tab->nbuckets;
+            r = gf__insert_locked(a, d, s, ne, &old_tab);
+            if (r < 0) {
+                to_free = ne;
+                match = r;
+            }
         }
-        gf__seq_bump(&d->stripe[s]);
     }
     gf__stripe_unlock(a, d, s);
     if (to_free) gf_free(a, to_free);
-    if (grow_nb) gf__grow(a, d, grow_nb);
+    gf__free_old_table(a, old_tab);
     return match;
 }
 
@@ -932,50 +959,26 @@ int64_t gf_dict_len(gf_arena *a, gf_off doff) {
     return (int64_t)n;
 }
 
-/* d.clear(). Result 0. Fails: GF_ENOSPC, GF_EINTR, GF_EINVAL. */
+/* d.clear(). Result 0. Fails: GF_EINTR, GF_EINVAL. */
 int gf_dict_clear(gf_arena *a, gf_off doff) {
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
-    gf_off nt;
-    int r = gf__tab_new(a, GF__DICT_MIN_BUCKETS, &nt);
+    int r = gf__lock_all_user(a, d);
     if (r < 0) return r;
-    for (;;) {
-        r = gf__resize_lock(a, d);
-        if (r < 0) {
-            gf_free(a, nt);
-            return r;
-        }
-        gf__lock_all(a, d);
-        if (!gf__user_blocks(a, d)) break;
-        /* Drop everything before waiting: the user-lock holder may need the resize lock (an
-         * insert that grows the table) to finish its group. */
-        gf__unlock_all(a, d);
-        gf_mutex_unlock(a, &d->resize);
-        r = gf__user_wait(a, d);
-        if (r < 0) {
-            gf_free(a, nt);
-            return r;
-        }
+    uint64_t old[GF__NS];
+    for (unsigned s = 0; s < GF__NS; s++) {
+        old[s] = gf__table(&d->stripe[s]);
+        /* Commit (this stripe): its chains become unreachable. */
+        atomic_store_explicit(GF_A64(&d->stripe[s].table), 0, memory_order_release);
     }
-    uint64_t t = gf__table(d);
-    /* Commit: one store swaps in the empty table; the old chains become unreachable. */
-    atomic_store_explicit(GF_A64(&d->table), nt, memory_order_release);
     GF__CP(GF__CP_CLEAR_COMMITTED);
-    for (unsigned s = 0; s < GF__NS; s++) gf__count_store(&d->stripe[s], 0);
-    gf__seq_bump_all(d); /* every entry is freed below */
-    gf__unlock_all(a, d);
-    gf_mutex_unlock(a, &d->resize);
-    /* Free the old entries outside every lock (a crash here only leaks them). */
-    gf__dtab *tab = gf__tab(a, t);
-    unsigned w = (unsigned)(t & 1);
-    for (uint64_t b = 0; b < tab->nbuckets; b++) {
-        for (gf_off e = tab->b[b]; e;) {
-            gf_off next = gf__ent(a, e)->next[w];
-            gf_free(a, e);
-            e = next;
-        }
+    for (unsigned s = 0; s < GF__NS; s++) {
+        gf__count_store(&d->stripe[s], 0);
+        gf__seq_bump(&d->stripe[s]); /* every entry is freed below */
     }
-    gf_free(a, t & ~(uint64_t)63);
+    gf__unlock_all(a, d);
+    /* Free the old entries outside every lock (a crash here only leaks them). */
+    for (unsigned s = 0; s < GF__NS; s++) gf__table_free(a, old[s]);
     return 0;
 }
 
@@ -1033,29 +1036,36 @@ int gf_dict_snapshot(gf_arena *a, gf_off doff, unsigned what, gf_snap *out) {
     out->len = out->count = 0;
     int r = gf__lock_all_user(a, d);
     if (r < 0) return r;
-    uint64_t t = gf__table(d);
-    gf__dtab *tab = gf__tab(a, t);
-    unsigned w = (unsigned)(t & 1);
     /* Size it first, so the copy is one allocation. */
     size_t total = 0;
-    for (uint64_t b = 0; b < tab->nbuckets; b++)
-        for (gf_off e = tab->b[b]; e; e = gf__ent(a, e)->next[w]) {
-            gf__dent *p = gf__ent(a, e);
-            total += 16 + (((what & GF_SNAP_KEYS ? p->klen : 0) +
-                            (what & GF_SNAP_VALUES ? p->vlen : 0) + 7) & ~(size_t)7);
-        }
+    for (unsigned s = 0; s < GF__NS; s++) {
+        uint64_t t = gf__table(&d->stripe[s]);
+        gf__dtab *tab = gf__tab(a, t);
+        unsigned w = (unsigned)(t & 1);
+        for (uint64_t b = 0; tab && b < tab->nbuckets; b++)
+            for (gf_off e = tab->b[b]; e; e = gf__ent(a, e)->next[w]) {
+                gf__dent *p = gf__ent(a, e);
+                total += 16 + (((what & GF_SNAP_KEYS ? p->klen : 0) +
+                                (what & GF_SNAP_VALUES ? p->vlen : 0) + 7) & ~(size_t)7);
+            }
+    }
     size_t cap = 0;
     if (total) {
         out->buf = malloc(total);
         if (!out->buf) r = GF_ENOMEM;
         cap = total;
     }
-    for (uint64_t b = 0; r == 0 && b < tab->nbuckets; b++)
-        for (gf_off e = tab->b[b]; r == 0 && e; e = gf__ent(a, e)->next[w]) {
-            gf__dent *p = gf__ent(a, e);
-            r = gf__snap_put(out, &cap, p->data, what & GF_SNAP_KEYS ? p->klen : 0,
-                             p->data + p->klen, what & GF_SNAP_VALUES ? p->vlen : 0);
-        }
+    for (unsigned s = 0; r == 0 && s < GF__NS; s++) {
+        uint64_t t = gf__table(&d->stripe[s]);
+        gf__dtab *tab = gf__tab(a, t);
+        unsigned w = (unsigned)(t & 1);
+        for (uint64_t b = 0; r == 0 && tab && b < tab->nbuckets; b++)
+            for (gf_off e = tab->b[b]; r == 0 && e; e = gf__ent(a, e)->next[w]) {
+                gf__dent *p = gf__ent(a, e);
+                r = gf__snap_put(out, &cap, p->data, what & GF_SNAP_KEYS ? p->klen : 0,
+                                 p->data + p->klen, what & GF_SNAP_VALUES ? p->vlen : 0);
+            }
+    }
     gf__unlock_all(a, d);
     if (r < 0) gf_snap_free(out);
     return r;
@@ -1090,39 +1100,48 @@ int64_t gf_dict_check(gf_arena *a, gf_off doff) {
     gf__dict *d = gf__dict_at(a, doff);
     if (!d) return GF_EINVAL;
     if (gf_obj_check(a, doff, GF_OBJ_DICT) < 0) return GF_EBADMSG;
-    if (gf__resize_lock(a, d) < 0) return GF_EINTR;
     gf__lock_all(a, d);
     int64_t res = 0;
-    uint64_t t = gf__table(d);
-    gf_off toff = t & ~(uint64_t)63;
-    gf__dtab *tab = gf__ptr(a, toff);
-    unsigned w = (unsigned)(t & 1);
-    gf_arena_stats st;
-    uint64_t bound = gf_arena_stats_get(a, &st) == 0 ? st.live_blocks + 1 : UINT64_MAX;
-    if (gf_arena_check_block(a, toff, sizeof(gf__dtab)) < 0 || tab->nbuckets < GF__NS ||
-        (tab->nbuckets & (tab->nbuckets - 1)) ||
-        gf_arena_check_block(a, toff, sizeof(gf__dtab) + tab->nbuckets * 8) < 0) {
-        res = GF_EBADMSG;
-        goto out;
-    }
-    uint64_t counts[GF__NS] = {0}, total = 0;
-    for (uint64_t b = 0; b < tab->nbuckets && res == 0; b++) {
-        for (gf_off e = tab->b[b]; e; e = gf__ent(a, e)->next[w]) {
-            gf__dent *p = gf__ent(a, e);
-            if (++total > bound || gf_arena_check_block(a, e, sizeof(gf__dent)) < 0 ||
-                gf_arena_check_block(a, e, sizeof(gf__dent) + p->klen + p->vlen) < 0 ||
-                p->hash != gf__hash(p->data, p->klen) || (p->hash & (tab->nbuckets - 1)) != b) {
-                res = GF_EBADMSG;
-                break;
-            }
-            counts[p->hash & (GF__NS - 1)]++;
+    gf_arena_stats stats;
+    uint64_t bound = gf_arena_stats_get(a, &stats) == 0 ? stats.live_blocks + 1 : UINT64_MAX;
+    uint64_t total = 0;
+    for (unsigned s = 0; s < GF__NS && res == 0; s++) {
+        gf__dstripe *st = &d->stripe[s];
+        uint64_t t = gf__table(st);
+        gf_off toff = t & ~(uint64_t)63;
+        if (st->pending) { /* only set while a grow runs, under the lock we hold */
+            res = GF_EBADMSG;
+            break;
         }
+        if (!t) {
+            if (gf__count_load(st) != 0) res = GF_EBADMSG;
+            continue;
+        }
+        gf__dtab *tab = gf__ptr(a, toff);
+        if (gf_arena_check_block(a, toff, sizeof(gf__dtab)) < 0 ||
+            tab->nbuckets < GF__STRIPE_MIN_BUCKETS || (tab->nbuckets & (tab->nbuckets - 1)) ||
+            gf_arena_check_block(a, toff, sizeof(gf__dtab) + tab->nbuckets * 8) < 0) {
+            res = GF_EBADMSG;
+            break;
+        }
+        unsigned w = (unsigned)(t & 1);
+        uint64_t count = 0;
+        for (uint64_t b = 0; b < tab->nbuckets && res == 0; b++) {
+            for (gf_off e = tab->b[b]; e; e = gf__ent(a, e)->next[w]) {
+                gf__dent *p = gf__ent(a, e);
+                if (++total > bound || gf_arena_check_block(a, e, sizeof(gf__dent)) < 0 ||
+                    gf_arena_check_block(a, e, sizeof(gf__dent) + p->klen + p->vlen) < 0 ||
+                    p->hash != gf__hash(p->data, p->klen) || gf__stripe_of(p->hash) != s ||
+                    gf__bucket(p->hash, tab->nbuckets) != b) {
+                    res = GF_EBADMSG;
+                    break;
+                }
+                count++;
+            }
+        }
+        if (res == 0 && count != gf__count_load(st)) res = GF_EBADMSG;
     }
-    for (unsigned s = 0; s < GF__NS && res == 0; s++)
-        if (counts[s] != gf__count_load(&d->stripe[s])) res = GF_EBADMSG;
     if (res == 0) res = (int64_t)total;
-out:
     gf__unlock_all(a, d);
-    gf_mutex_unlock(a, &d->resize);
     return res;
 }

@@ -886,9 +886,9 @@ static void cp_child(void *arg) {
 TEST(crash_points) {
     setup(0);
     struct cpt *c = shm(sizeof *c);
-    /* blocks each crash may leak: the old bucket array, an unlinked entry, or (clear) the whole
-     * old table: 100 entries + its array */
-    static const int leak[] = {0, 0, 0, 1, 1, 1, 101, 0, 1, 1};
+    /* blocks each crash may leak: the stripe's old bucket array, an unlinked entry, or (clear)
+     * the whole old dict: 100 entries + every stripe's bucket array */
+    static const int leak[] = {0, 0, 0, 1, 1, 1, 100 + GF_DICT_STRIPES, 0, 1, 1};
     for (int target = CP_GROW_PENDING; target <= CP_REPLACE_COMMITTED; target++) {
         gf_arena_stats st0, st1;
         ASSERT_OK(gf_arena_stats_get(A, &st0));
