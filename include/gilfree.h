@@ -148,6 +148,11 @@ static inline gf_off gf_off_of(const gf_arena *a, const void *p) {
  * GF_EINVAL (size 0), GF_ENOSPC (arena exhausted), GF_EINTR is never returned (the allocator
  * lock is held only for a few instructions). */
 GF_EXTERN int gf_alloc(gf_arena *a, size_t size, gf_off *out);
+/* Allocate a block as gf_alloc and copy `n` bytes from `src` into it. A large copy (>= 8 MiB)
+ * is split over up to 4 short-lived threads (one per CPU), each of which also takes the first-
+ * touch page faults of its part: on fresh arena memory those cost one thread twice the copy.
+ * Result: 0 and *out. Fails: GF_EINVAL (n 0, NULL src), GF_ENOSPC. */
+GF_EXTERN int gf_alloc_copy(gf_arena *a, const void *src, size_t n, gf_off *out);
 /* Free a block from gf_alloc. Fails: GF_EINVAL (not a live block: double free, bad offset). */
 GF_EXTERN int gf_free(gf_arena *a, gf_off off);
 /* Usable size of a live block (>= the size asked for), or 0 if `off` is not a live block. */

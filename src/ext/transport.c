@@ -115,18 +115,19 @@ static int oob_copy(gf_state *st, PyObject *lst, gf_enc *e) {
                 continue;
             }
         }
-        int rc = gf_alloc(st->arena, (size_t)v.len, &blk);
+        /* One copy into a new block (split over threads when large). The exported view keeps
+         * the buffer alive and unresized while the GIL is released. */
+        int rc;
+        if (v.len >= (1 << 20)) {
+            Py_BEGIN_ALLOW_THREADS rc = gf_alloc_copy(st->arena, v.buf, (size_t)v.len, &blk);
+            Py_END_ALLOW_THREADS
+        } else {
+            rc = gf_alloc_copy(st->arena, v.buf, (size_t)v.len, &blk);
+        }
         if (rc < 0) {
             PyBuffer_Release(&v);
             gf_raise(st, rc, "out-of-band buffer");
             return -1;
-        }
-        void *dst = gf_ptr(st->arena, blk);
-        if (v.len >= (1 << 20)) {
-            Py_BEGIN_ALLOW_THREADS memcpy(dst, v.buf, (size_t)v.len);
-            Py_END_ALLOW_THREADS
-        } else {
-            memcpy(dst, v.buf, (size_t)v.len);
         }
         e->bufs[i].block = blk;
         e->bufs[i].len = (uint64_t)v.len;
