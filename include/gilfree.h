@@ -498,7 +498,7 @@ GF_EXTERN void gf_snap_free(gf_snap *s);
 #define GF_SNAP_KEYS 1u
 #define GF_SNAP_VALUES 2u
 
-/* -- dict: 64 stripes, each a chained hash table under its own lock, grown by one swap -----  */
+/* -- dict: 64 stripes, each a chained hash table under its own lock, grown by one swap ---- */
 #define GF_DICT_STRIPES 64
 
 /* Create an empty dict (gf_obj GF_OBJ_DICT, refs = 1) sized for `capacity` entries.
@@ -557,7 +557,8 @@ GF_EXTERN int gf_dict_unlock(gf_arena *a, gf_off d);
  * GIL): like gf_dict_set / gf_dict_get (buf required; out->heap stays NULL) /
  * gf_dict_contains, but GF_EAGAIN, with nothing done, where those would wait: the key's stripe
  * is held, another thread holds `with d.lock:`, the lock-free read kept racing or the value
- * is larger than cap, or (set) the insert would grow the table. Retry with the waiting call. */
+ * is larger than cap, or (set) the insert would grow its stripe's table. Retry with the
+ * waiting call. */
 GF_EXTERN int gf_dict_try_set(gf_arena *a, gf_off d, const void *key, size_t klen,
                               const void *val, size_t vlen);
 GF_EXTERN int gf_dict_try_get(gf_arena *a, gf_off d, const void *key, size_t klen, void *buf,
