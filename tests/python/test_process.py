@@ -285,3 +285,37 @@ def test_no_leaked_shared_objects_after_processes():
         del v, p
     gc.collect()
     assert live_blocks() == before
+
+
+# ---------------------------------------------------------------------------- import weight
+
+@pytest.mark.timeout(60)
+def test_import_loads_only_what_processes_need():
+    """`import gilfree` leaves the pool, executor, managers and shared memory (and what they
+    pull in) unloaded until first use: every page a process maps is copied at each fork and
+    torn down in each child, which made Process.start() slower than the standard library's.
+    The lazy names still resolve to the real objects."""
+    import subprocess
+    code = (
+        "import sys, gilfree\n"
+        "heavy = ['gilfree.pool', 'gilfree.futures', 'gilfree.managers',\n"
+        "         'gilfree.shared_memory', 'concurrent.futures', 'logging',\n"
+        "         'multiprocessing.popen_spawn_posix', 'multiprocessing.popen_forkserver']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "import gilfree.pool, gilfree.futures, gilfree.managers, gilfree.shared_memory\n"
+        "assert gilfree.Pool is gilfree.pool.Pool\n"
+        "assert gilfree.ProcessPoolExecutor is gilfree.futures.ProcessPoolExecutor\n"
+        "assert gilfree.SharedDict is gilfree.managers.SharedDict\n"
+        "assert gilfree.shared_array is gilfree.shared_memory.shared_array\n"
+        "assert 'Pool' in dir(gilfree) and 'Pool' in gilfree.__all__\n"
+        "try:\n"
+        "    gilfree.no_such_name\n"
+        "except AttributeError as e:\n"
+        "    assert 'no_such_name' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
