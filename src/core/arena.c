@@ -379,6 +379,22 @@ static void *gf__holder_main(void *arg) {
     return NULL;
 }
 
+/* Start a helper thread with a 64 KiB stack and every signal blocked (signals belong to the
+ * application's threads). Result 0 or the pthread error number. */
+static int gf__helper_start(pthread_t *t, void *(*fn)(void *), void *arg) {
+    pthread_attr_t at;
+    int r = pthread_attr_init(&at);
+    if (r) return r;
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(t, &at, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&at);
+    return r;
+}
+
 /* Take a slot for this process. From the main thread (tid == pid) directly; from any other
  * thread through a holder thread that lives until detach. Result 0. Fails: GF_EAGAIN,
  * GF_ENOMEM. */
@@ -387,16 +403,7 @@ static int gf__attach_process(gf_arena *a) {
     if (gf__tid() == (uint32_t)getpid()) return gf__slot_attach(a);
     a->hold_state = 0;
     a->hold_err = 0;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_attr_t at;
-    if (pthread_attr_init(&at)) return GF_ENOMEM;
-    pthread_attr_setstacksize(&at, 64 * 1024);
-    /* The holder blocks every signal: they belong to the application's threads. */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int r = pthread_create(&a->holder, &at, gf__holder_main, a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&at);
+    int r = gf__helper_start(&a->holder, gf__holder_main, a);
     if (r) return r == EAGAIN ? GF_EAGAIN : GF_ENOMEM;
     uint32_t st;
     /* acquire: pairs with the holder's release-store of its state. */
@@ -1017,20 +1024,8 @@ static void gf__copy_in(char *dst, const char *src, size_t n, int populate) {
         parts[i] = (gf__copy_part){dst + done, src + done, end - done, populate};
         done = end;
     }
-    if (k > 1) {
-        /* The helpers block every signal: they belong to the application's threads. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_attr_t at;
-        int attr_ok = pthread_attr_init(&at) == 0;
-        if (attr_ok) pthread_attr_setstacksize(&at, 64 * 1024);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        for (size_t i = 1; i < k; i++)
-            started[i] = pthread_create(&th[i], attr_ok ? &at : NULL, gf__copy_thread,
-                                        &parts[i]) == 0;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (attr_ok) pthread_attr_destroy(&at);
-    }
+    for (size_t i = 1; i < k; i++)
+        started[i] = gf__helper_start(&th[i], gf__copy_thread, &parts[i]) == 0;
     gf__copy_run(&parts[0]);
     for (size_t i = 1; i < k; i++) {
         if (started[i]) pthread_join(th[i], NULL);
