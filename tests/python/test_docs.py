@@ -1,0 +1,154 @@
+"""The documentation's code runs as written (docs/, built by scripts/test.sh with Sphinx -W).
+
+* Every ```python block of every page (docs/**/*.md, pages added later included) runs in its
+  own interpreter, with a timeout, from an empty directory: each block is a whole program.
+* Every ```c block is a whole C program: it is compiled against the static library
+  (libgilfree.a, built here from the tree with meson) and run; it must exit 0.
+* A block that cannot run here says so in its info string, visibly in the source:
+  ```` ```python notest ```` (MyST renders it as any Python block). Blocks of other
+  languages (```sh, ```text) are not run.
+* The API reference (docs/api.md and conf.py's gilfree_api_modules) covers every public module
+  of the installed package.
+"""
+
+import ast
+import glob
+import importlib
+import os
+import pkgutil
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DOCS = os.path.join(ROOT, "docs")
+NOTEST = "notest"
+FENCE = re.compile(r"^(?P<fence>`{3,})(?P<info>[^`\n]*)\n(?P<code>.*?)^(?P=fence)[ \t]*$",
+                   re.S | re.M)
+
+
+def _pages():
+    if not os.path.isdir(DOCS):  # tests run against an installed package without the tree
+        return []
+    pages = glob.glob(os.path.join(DOCS, "**", "*.md"), recursive=True)
+    return sorted(p for p in pages if "_build" not in p.split(os.sep))
+
+
+def blocks(lang):
+    """[(id, info words, code)] of the fenced blocks whose language is `lang`."""
+    out = []
+    for page in _pages():
+        with open(page, encoding="utf-8") as f:
+            text = f.read()
+        rel = os.path.relpath(page, DOCS)
+        n = 0
+        for m in FENCE.finditer(text):
+            words = m.group("info").split()
+            if not words or words[0] != lang:
+                continue
+            line = text.count("\n", 0, m.start()) + 1
+            out.append(("%s:%d" % (rel, line), words[1:], m.group("code")))
+            n += 1
+    return out
+
+
+def _runnable(lang):
+    return [b for b in blocks(lang) if NOTEST not in b[1]]
+
+
+def test_docs_have_pages_and_blocks():
+    if not _pages():
+        pytest.skip("docs/ not found next to tests/")
+    assert len(_runnable("python")) >= 10
+    assert _runnable("c"), "docs/c-api.md should hold a complete C example"
+
+
+def test_notest_blocks_are_few():
+    """A page may mark a block it cannot run here (a remote address), but the docs are meant
+    to be run: at most one block in ten."""
+    py = blocks("python") + blocks("c")
+    skipped = [b[0] for b in py if NOTEST in b[1]]
+    assert len(skipped) * 10 <= max(len(py), 10), skipped
+
+
+@pytest.mark.parametrize("where,words,code", _runnable("python"),
+                         ids=[b[0] for b in _runnable("python")])
+def test_python_block_runs(where, words, code, tmp_path):
+    if re.search(r"^\s*(import numpy|from numpy)", code, re.M):
+        pytest.importorskip("numpy")
+    script = tmp_path / "block.py"
+    script.write_text(code)
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, "docs block %s failed:\n%s\n--- output:\n%s%s" % (
+        where, code, r.stdout, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def libgilfree(tmp_path_factory):
+    """The static library built from this tree with the project's meson setup (C core only)."""
+    if os.environ.get("GILFREE_ASAN"):
+        # scripts/pytest_asan.sh preloads libasan into every child: not into the compiler.
+        # (The C core runs under ASan in scripts/ctests.sh.)
+        pytest.skip("the C example is built and run by the plain pytest run")
+    meson = shutil.which("meson") or os.path.join(os.path.dirname(sys.executable), "meson")
+    if not os.path.exists(meson) or not shutil.which("cc"):
+        pytest.skip("meson or cc not available")
+    build = tmp_path_factory.mktemp("docs-c")
+    subprocess.run([meson, "setup", str(build), ROOT, "-Dpython=false", "-Dtests=false"],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run(["ninja", "-C", str(build)], check=True, capture_output=True, timeout=600,
+                   env=dict(os.environ, PATH=os.path.dirname(meson) + os.pathsep +
+                            os.environ.get("PATH", "")))
+    lib = build / "libgilfree.a"
+    assert lib.exists()
+    return str(lib)
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("where,words,code", _runnable("c"), ids=[b[0] for b in _runnable("c")])
+def test_c_block_builds_and_runs(where, words, code, tmp_path, libgilfree):
+    src = tmp_path / "example.c"
+    src.write_text(code)
+    exe = tmp_path / "example"
+    cc = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                         "-I", os.path.join(ROOT, "include"), str(src), libgilfree,
+                         "-lpthread", "-o", str(exe)], capture_output=True, text=True,
+                        timeout=120)
+    assert cc.returncode == 0, "docs C block %s does not compile:\n%s" % (where, cc.stderr)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0, "docs C block %s failed:\n%s%s" % (where, r.stdout, r.stderr)
+
+
+def _api_modules():
+    """gilfree_api_modules from docs/conf.py (read, not executed: conf.py imports Sphinx's
+    extensions' path and the package)."""
+    with open(os.path.join(DOCS, "conf.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "gilfree_api_modules" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("docs/conf.py defines no gilfree_api_modules")
+
+
+def test_api_reference_covers_every_public_module():
+    if not _pages():
+        pytest.skip("docs/ not found next to tests/")
+    import gilfree
+    public = {"gilfree", "gilfree._core"}
+    for info in pkgutil.iter_modules(gilfree.__path__):
+        if info.name.startswith("_") or info.name == "demo":  # demo: the CLI (--help)
+            continue
+        public.add("gilfree." + info.name)
+        importlib.import_module("gilfree." + info.name)
+    listed = set(_api_modules())
+    with open(os.path.join(DOCS, "api.md"), encoding="utf-8") as f:
+        api = f.read()
+    on_page = set(re.findall(r"^\.\. gilfree-automodule:: (\S+)", api, re.M))
+    assert public <= listed, "add to gilfree_api_modules in docs/conf.py: %s" % (
+        sorted(public - listed))
+    assert listed <= on_page, "add a section to docs/api.md for: %s" % sorted(listed - on_page)
