@@ -51,3 +51,6 @@ html_title = "gilfree %s" % release
 html_theme_options = {"description": "Parallel Python past the GIL, on a C core",
                       "fixed_sidebar": True}
 html_static_path = []
+
+# Signatures show `Lock`, not `gilfree.synchronize.Lock` (the link still goes to its entry).
+python_use_unqualified_type_names = True
