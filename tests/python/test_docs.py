@@ -2,8 +2,9 @@
 
 * Every ```python block of every page (docs/**/*.md, pages added later included) runs in its
   own interpreter, with a timeout, from an empty directory: each block is a whole program.
-* Every ```c block is a whole C program: it is compiled against the static library
-  (libgilfree.a, built here from the tree with meson) and run; it must exit 0.
+* Every ```c block is a whole C program: it is compiled against the static library and run,
+  and must exit 0. The library is built, and the program compiled, by the very commands of
+  docs/c-api.md's ```sh block (in the test's own directories), so those stay true too.
 * A block that cannot run here says so in its info string, visibly in the source:
   ```` ```python notest ```` (MyST renders it as any Python block). Blocks of other
   languages (```sh, ```text) are not run.
@@ -87,38 +88,60 @@ def test_python_block_runs(where, words, code, tmp_path):
         where, code, r.stdout, r.stderr)
 
 
+def _build_commands():
+    """The shell lines of docs/c-api.md that build libgilfree and a program against it (the
+    ```sh block with `meson setup`), split into words."""
+    for where, _words, code in blocks("sh"):
+        if where.startswith("c-api.md") and "meson setup" in code:
+            lines = [ln.split("#")[0].strip() for ln in code.splitlines()]
+            return [ln.split() for ln in lines if ln]
+    raise AssertionError("docs/c-api.md has no ```sh block with the meson build commands")
+
+
+def _substitute(argv, mapping):
+    return [mapping.get(a, a) for a in argv]
+
+
 @pytest.fixture(scope="module")
 def libgilfree(tmp_path_factory):
-    """The static library built from this tree with the project's meson setup (C core only)."""
+    """{path the docs give: path here} for the static library, built from this tree by the
+    commands of docs/c-api.md, in a directory of the test's own."""
     if os.environ.get("GILFREE_ASAN"):
         # scripts/pytest_asan.sh preloads libasan into every child: not into the compiler.
         # (The C core runs under ASan in scripts/ctests.sh.)
         pytest.skip("the C example is built and run by the plain pytest run")
-    meson = shutil.which("meson") or os.path.join(os.path.dirname(sys.executable), "meson")
-    if not os.path.exists(meson) or not shutil.which("cc"):
+    bindir = os.path.dirname(sys.executable)   # the venv's meson and ninja
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+    if not shutil.which("meson", path=env["PATH"]) or not shutil.which("cc"):
         pytest.skip("meson or cc not available")
     build = tmp_path_factory.mktemp("docs-c")
-    subprocess.run([meson, "setup", str(build), ROOT, "-Dpython=false", "-Dtests=false"],
-                   check=True, capture_output=True, timeout=300)
-    subprocess.run(["ninja", "-C", str(build)], check=True, capture_output=True, timeout=600,
-                   env=dict(os.environ, PATH=os.path.dirname(meson) + os.pathsep +
-                            os.environ.get("PATH", "")))
-    lib = build / "libgilfree.a"
-    assert lib.exists()
-    return str(lib)
+    cmds = _build_commands()
+    setup = [c for c in cmds if c[:2] == ["meson", "setup"]]
+    ninja = [c for c in cmds if c[:1] == ["ninja"]]
+    assert len(setup) == 1 and len(ninja) == 1, cmds
+    doc_dir = setup[0][2]
+    for argv in (setup[0], ninja[0]):
+        r = subprocess.run(_substitute(argv, {doc_dir: str(build)}), cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, "%s failed:\n%s%s" % (" ".join(argv), r.stdout, r.stderr)
+    assert (build / "libgilfree.a").exists()
+    return {os.path.join(doc_dir, "libgilfree.a"): str(build / "libgilfree.a")}
 
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("where,words,code", _runnable("c"), ids=[b[0] for b in _runnable("c")])
 def test_c_block_builds_and_runs(where, words, code, tmp_path, libgilfree):
-    src = tmp_path / "example.c"
+    """Compiled by the docs' own command (plus -Wall -Wextra -Werror), then run."""
+    src = tmp_path / "program.c"
     src.write_text(code)
-    exe = tmp_path / "example"
-    cc = subprocess.run(["cc", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                         "-I", os.path.join(ROOT, "include"), str(src), libgilfree,
-                         "-lpthread", "-o", str(exe)], capture_output=True, text=True,
-                        timeout=120)
-    assert cc.returncode == 0, "docs C block %s does not compile:\n%s" % (where, cc.stderr)
+    exe = tmp_path / "program"
+    cc = [c for c in _build_commands() if c[0] in ("cc", "gcc", "clang")]
+    assert len(cc) == 1, "docs/c-api.md should give one compile command"
+    mapping = dict(libgilfree, **{"program.c": str(src), "program": str(exe)})
+    argv = _substitute(cc[0], mapping) + ["-Wall", "-Wextra", "-Werror"]
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "docs C block %s does not compile (%s):\n%s" % (
+        where, " ".join(argv), r.stderr)
     r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, "docs C block %s failed:\n%s%s" % (where, r.stdout, r.stderr)
 
