@@ -118,8 +118,12 @@ class GilfreeAutomodule(SphinxDirective):
         return args + (" -> " + ret if ret else "")
 
     def _class(self, fullname, cls, directive):
-        lines = [".. %s:: %s%s" % (directive, fullname, self._sig(fullname, "class")),
-                 "   :show-inheritance:", ""]
+        sig = self._sig(fullname, "class")
+        own = [m for m in ("__init__", "__new__") if m in vars(cls)]
+        stubs = gilfree_stubs.index()
+        if own and not any(stubs.declares(fullname, m) for m in ("__init__", "__new__")):
+            sig = ""  # the class has its own constructor that its stub does not describe
+        lines = [".. %s:: %s%s" % (directive, fullname, sig), "   :show-inheritance:", ""]
         for name, kind in class_members(cls):
             member = "%s.%s" % (fullname, name)
             if kind == "method":

@@ -158,6 +158,12 @@ class StubIndex:
                 return found
         return None
 
+    def declares(self, fullname, member):
+        """True if the stub of class `fullname` itself (not a base) declares `member`."""
+        modname, _, cls = fullname.rpartition(".")
+        stub = self.module(modname)
+        return stub is not None and cls in stub.classes and member in stub.classes[cls][0]
+
     def lookup(self, fullname, objtype):
         """(args, return) for the documented object `fullname`, or None."""
         parts = fullname.split(".")
