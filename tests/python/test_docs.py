@@ -175,3 +175,7 @@ def test_api_reference_covers_every_public_module():
     assert public <= listed, "add to gilfree_api_modules in docs/conf.py: %s" % (
         sorted(public - listed))
     assert listed <= on_page, "add a section to docs/api.md for: %s" % sorted(listed - on_page)
+    m = re.search(r"^\.\. autosummary::\n\n((?:   \S+\n)+)", api, re.M)
+    in_table = set(m.group(1).split()) if m else set()
+    assert listed <= in_table, "add to the module table of docs/api.md: %s" % sorted(
+        listed - in_table)
