@@ -1,7 +1,8 @@
 """Sphinx extension: the C API reference, generated from include/gilfree.h.
 
-``.. gilfree-c-header::`` (an RST directive: in a MyST page, inside ``{eval-rst}``) reads the public header (``gilfree_header`` in conf.py) and renders it
-section by section, in the header's own order and words:
+``.. gilfree-c-header::`` (an RST directive: in a MyST page, inside ``{eval-rst}``) reads the
+public header (``gilfree_header`` in conf.py) and renders it section by section, in the
+header's own order and words:
 
 * a banner comment (three comment lines: rule, title, rule) starts a section, and a
   ``/* -- title ---- */`` line a subsection;
@@ -72,7 +73,11 @@ def _items(text):
             while not lines[j].rstrip().endswith(";"):
                 j += 1
             decl = " ".join(" ".join(lines[i:j + 1]).split())
-            items.append(("proto", _PROTO.match(decl).group(1)))
+            m = _PROTO.match(decl)
+            if m:
+                items.append(("proto", m.group(1)))
+            else:  # not a function (an exported variable, say): shown as declared
+                items.append(("code", "\n".join(lines[i:j + 1])))
         else:
             j, depth = i, 0
             while True:
@@ -112,14 +117,13 @@ def _sections(header):
 
 
 class GilfreeCHeader(SphinxDirective):
-    """``{gilfree-c-header}``: every declaration of include/gilfree.h, by section."""
+    """``.. gilfree-c-header::``: every declaration of include/gilfree.h, by section."""
 
     has_content = False
 
     def _listing(self, code):
         code = code.strip("\n")
-        node = nodes.literal_block(code, code, language="c")
-        return node
+        return nodes.literal_block(code, code, language="c")
 
     def _describe(self, comment):
         text = _comment_text(comment)
@@ -128,7 +132,7 @@ class GilfreeCHeader(SphinxDirective):
         return nodes.paragraph(text, " ".join(text.split()))
 
     def _function(self, proto, comment):
-        src, line = self.get_source_info()
+        src = self.get_source_info()[0]
         holder = nodes.container()
         self.state.nested_parse(StringList([".. c:function:: " + proto], source=src), 0, holder)
         if comment is not None:
@@ -175,7 +179,8 @@ class GilfreeCHeader(SphinxDirective):
             if not title:
                 result.extend(self._render(text))
                 continue
-            sec = nodes.section(ids=[nodes.make_id("c-" + title)], names=[nodes.fully_normalize_name(title)])
+            sec = nodes.section(ids=[nodes.make_id("c-" + title)],
+                                names=[nodes.fully_normalize_name(title)])
             sec += nodes.title(title, title)
             sec.extend(self._render(text))
             if level == 2 or parent is None:

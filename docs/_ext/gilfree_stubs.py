@@ -99,7 +99,8 @@ class _StubModule:
             elif isinstance(node, ast.ClassDef):
                 members = {}
                 for sub in node.body:
-                    if isinstance(sub, ast.FunctionDef) and not (_decorators(sub) & _SKIP_DECORATORS):
+                    if isinstance(sub, ast.FunctionDef) and \
+                            not (_decorators(sub) & _SKIP_DECORATORS):
                         members.setdefault(sub.name, sub)
                 bases = [_dotted(b.value if isinstance(b, ast.Subscript) else b)
                          for b in node.bases]
