@@ -38,21 +38,25 @@ def _pages():
     return sorted(p for p in pages if "_build" not in p.split(os.sep))
 
 
+def fences(text, lang):
+    """[(line, info words after the language, code)] of the fenced blocks of `lang` in a
+    MyST page (a block nested in a longer fence belongs to that fence, and is not listed)."""
+    out = []
+    for m in FENCE.finditer(text):
+        words = m.group("info").split()
+        if words and words[0] == lang:
+            out.append((text.count("\n", 0, m.start()) + 1, words[1:], m.group("code")))
+    return out
+
+
 def blocks(lang):
-    """[(id, info words, code)] of the fenced blocks whose language is `lang`."""
+    """[(id, info words, code)] of the fenced blocks of `lang` in every page."""
     out = []
     for page in _pages():
         with open(page, encoding="utf-8") as f:
             text = f.read()
         rel = os.path.relpath(page, DOCS)
-        n = 0
-        for m in FENCE.finditer(text):
-            words = m.group("info").split()
-            if not words or words[0] != lang:
-                continue
-            line = text.count("\n", 0, m.start()) + 1
-            out.append(("%s:%d" % (rel, line), words[1:], m.group("code")))
-            n += 1
+        out += [("%s:%d" % (rel, line), words, code) for line, words, code in fences(text, lang)]
     return out
 
 
@@ -75,6 +79,16 @@ def test_notest_blocks_are_few():
     assert len(skipped) * 10 <= max(len(py), 10), skipped
 
 
+def test_fences_and_the_notest_marker():
+    page = ("# P\n\n```python\nprint(1)\n```\n\n```python notest\nconnect('far:1')\n```\n\n"
+            "````md\n```python\nnested()\n```\n````\n\n```sh\nls\n```\n")
+    got = fences(page, "python")
+    assert [(line, words) for line, words, _ in got] == [(3, []), (7, ["notest"])]
+    assert got[0][2] == "print(1)\n"
+    assert [c for _, _, c in fences(page, "sh")] == ["ls\n"]
+
+
+@pytest.mark.timeout(180)  # the block's own limit (120 s) reports first, with its output
 @pytest.mark.parametrize("where,words,code", _runnable("python"),
                          ids=[b[0] for b in _runnable("python")])
 def test_python_block_runs(where, words, code, tmp_path):
