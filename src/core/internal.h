@@ -61,7 +61,7 @@ bool gf__spin_while_eq(uint32_t *addr, uint32_t expected, int64_t spin_ns);
 /* errno -> table code (same as gf_from_errno, usable without the call). */
 int gf__errno_code(int e);
 
-/* Process identity inside an arena (arena.c). A slot id with its generation, never 0. */
+/* Process identity inside an arena (arena_proc.c). A slot id with its generation, never 0. */
 uint32_t gf__self_ident(const gf_arena *a);
 /* 1 if the process that owns `ident` is still attached and alive, 0 if it died (its life lock
  * was released by the kernel) or detached. */
@@ -69,7 +69,7 @@ int gf__ident_alive(gf_arena *a, uint32_t ident);
 /* The calling thread's kernel tid (cached per thread, reset after fork). */
 uint32_t gf__tid(void);
 
-/* --- arena.c (h1-arena) --- */
+/* --- arena_obj.c, arena_stats.c (h1-arena) --- */
 /* Per-type destructors, called by gf_obj_decref when a count drops to 0, before the object's
  * block is freed: free the blocks the object owns (not the object itself). Weak: a type whose
  * module is not linked in (or not written yet) is simply freed. NB with the static library a
@@ -90,8 +90,8 @@ int gf__arena_verify(gf_arena *a);
 #define GF__MUTEX_WAITERS 0x80000000u
 
 /* --- arena layout for hot paths (s-perf) --- */
-/* The first members of struct gf_arena (arena.c static-asserts this layout), so that hot
- * paths translate offsets without a call into arena.c (gf_ptr calls gf_arena_base). */
+/* The first members of struct gf_arena (arena_internal.h static-asserts this layout), so that hot
+ * paths translate offsets without a call into the arena's files (gf_ptr calls gf_arena_base). */
 struct gf__arena_head {
     char *base;
     size_t size;
