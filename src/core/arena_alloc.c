@@ -463,7 +463,7 @@ int gf_alloc(gf_arena *a, size_t size, gf_off *out) { return gf__alloc(a, size, 
 /* Mark a live block FREE. Result 1 if this call did it, 0 if it was not live (a racing
  * double free). Acq_rel: a locked RMW, also a full barrier between the caller's earlier stores
  * (e.g. a dict stripe's seq bump) and any later reuse of the block by this thread, which is
- * what lock-free readers rely on (dict.c gf__get_fast); the locked path had the allocator
+ * what lock-free readers rely on (dict_read.c gf__get_fast); the locked path had the allocator
  * lock for that. */
 static inline int gf__mark_free(gf__block *b) {
     uint32_t live = GF__BLK_LIVE;

@@ -106,7 +106,7 @@ static inline void *gf__ptr(const gf_arena *a, gf_off off) {
     return off ? gf__abase(a) + off : (void *)0;
 }
 
-/* --- dict.c / list.c (h8-dict) --- */
+/* --- dict*.c / list.c (h8-dict) --- */
 /* Copy n bytes out into buf if they fit in cap, else into a malloc'd block (out->heap). out NULL:
  * nothing. Result 0. Fails: GF_ENOMEM. */
 int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out);
@@ -115,7 +115,8 @@ int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out);
 int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void *v,
                  uint64_t vl);
 /* Test hook: tests that define it are called at numbered points inside dict mutations (see
- * dict.c, GF__CP) and may SIGKILL themselves there. Absent (NULL) in every real program. */
+ * dict_internal.h, GF__CP) and may SIGKILL themselves there. Absent (NULL) in every real
+ * program. */
 void gf__dict_crash_point(int where) __attribute__((weak));
 
 #endif /* GF_INTERNAL_H */
