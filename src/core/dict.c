@@ -142,7 +142,7 @@ int gf__dict_lock_all_user(gf_arena *a, gf__dict *d) {
  * the stripe. Result: the entry's offset (0 if absent); *linkp = the word that points to it
  * (bucket head or predecessor's next; NULL when there is no table). */
 gf_off gf__dict_find(gf_arena *a, uint64_t t, uint64_t h, const void *key, size_t klen,
-                       uint64_t **linkp) {
+                     uint64_t **linkp) {
     gf__dtab *tab = gf__tab(a, t);
     if (linkp) *linkp = NULL;
     if (!tab) return 0;
@@ -161,7 +161,7 @@ gf_off gf__dict_find(gf_arena *a, uint64_t t, uint64_t h, const void *key, size_
 
 /* Allocate and fill an entry (links left unset). Result 0 and *out. Fails: GF_ENOSPC. */
 int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, const void *val,
-                       size_t vlen, gf_off *out) {
+                     size_t vlen, gf_off *out) {
     if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4) return GF_ENOSPC;
     gf_off e;
     int r = gf_alloc(a, sizeof(gf__dent) + klen + vlen, &e);

@@ -8,7 +8,7 @@
 
 /* Append a snapshot record. Result 0. Fails: GF_ENOMEM. */
 int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void *v,
-                        uint64_t vl) {
+                 uint64_t vl) {
     size_t need = 16 + ((kl + vl + 7) & ~(size_t)7);
     if (s->len + need > *cap) {
         size_t nc = *cap ? *cap * 2 : 4096;

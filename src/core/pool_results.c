@@ -11,7 +11,7 @@
 /* Push a result on the parent's queue. `data` is copied unless `block` holds it. Result 0.
  * Fails: GF_ENOMEM (the result is then reported without its payload, as GF_TASK_ERROR). */
 int gf__pool_lq_push(gf_pool *p, uint64_t id, int status, int worker, const void *data,
-                       size_t len, gf_off block, uint64_t elapsed_ns) {
+                     size_t len, gf_off block, uint64_t elapsed_ns) {
     size_t extra = block ? 0 : len;
     gf__res *r = malloc(sizeof *r + extra);
     if (!r) { /* out of process memory: the result is lost (known gap) */
