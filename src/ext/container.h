@@ -22,8 +22,8 @@ typedef struct gf_venc {
     char small[256];
 } gf_venc;
 
-/* value.c: encode `obj` for storage. Result 0, or -1 with an exception set (unpicklable: the pickling
- * error; MemoryError). Always call gf_val_done afterwards when it succeeded. */
+/* value.c: encode `obj` for storage. Result 0, or -1 with an exception set (unpicklable: the
+ * pickling error; MemoryError). Always call gf_val_done afterwards when it succeeded. */
 int gf_val_encode(gf_state *st, PyObject *obj, gf_venc *v);
 /* Release an encoding; `stored` 0 gives back the references taken for a receiver. */
 void gf_val_done(gf_state *st, gf_venc *v, int stored);

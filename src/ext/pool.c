@@ -2,7 +2,7 @@
  * pool.c -- gilfree._core.Pool: the process side of gilfree.Pool / ProcessPoolExecutor over
  * the core scheduler (src/core/pool*.c). gilfree/pool.py builds the stdlib API on it. This
  * file owns the type, its life cycle and the serve() thread that forks the workers; submit and
- * results are in gf__pool_submit.c, the worker's loop in pool_worker.c, the packed-list codec in
+ * results are in pool_submit.c, the worker's loop in pool_worker.c, the packed-list codec in
  * packed.c.
  *
  *   Pool(nworkers, maxtasksperchild, initializer, initargs, errfn)

@@ -1,5 +1,5 @@
 /*
- * gf__pool_submit.c -- the parent's task paths of gilfree._core.Pool: submit (a task payload: header,
+ * pool_submit.c -- the parent's task paths of gilfree._core.Pool: submit (a task payload: header,
  * the pickled function, the argument as a packed list -- gathered straight from str / bytes
  * items, or packed int64s -- or a transport frame) and results (decoded into Python values).
  */

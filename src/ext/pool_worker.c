@@ -14,11 +14,8 @@
 
 /* ------------------------------------------------------------------ worker side */
 
-/* Error payload for the current exception: errfn(exc, where) -> bytes, encoded.
- * Result 0 with e filled and *keep = the bytes (the frame points into them: release after
- * the put), or -1 (could not even report: the task is lost). */
-static int worker_error(gf_state *st, pool_obj *self, const char *where, gf_enc *e,
-                        PyObject **keep) {
+/* errfn(current exception, where) -> bytes (new reference) or NULL (printed). */
+static PyObject *error_bytes(pool_obj *self, const char *where) {
     PyObject *et, *ev, *tb;
     PyErr_Fetch(&et, &ev, &tb);
     PyErr_NormalizeException(&et, &ev, &tb);
@@ -27,10 +24,17 @@ static int worker_error(gf_state *st, pool_obj *self, const char *where, gf_enc 
     Py_XDECREF(et);
     Py_XDECREF(ev);
     Py_XDECREF(tb);
-    if (!r) {
-        PyErr_Print();
-        return -1;
-    }
+    if (!r) PyErr_Print();
+    return r;
+}
+
+/* Error payload for the current exception: errfn(exc, where) -> bytes, encoded.
+ * Result 0 with e filled and *keep = the bytes (the frame points into them: release after
+ * the put), or -1 (could not even report: the task is lost). */
+static int worker_error(gf_state *st, pool_obj *self, const char *where, gf_enc *e,
+                        PyObject **keep) {
+    PyObject *r = error_bytes(self, where);
+    if (!r) return -1;
     int rc = gf_encode(st, r, 0, e);
     if (rc < 0) {
         Py_DECREF(r);
@@ -54,20 +58,6 @@ static PyObject *lookup_fn(gf_state *st, PyObject *cache, PyObject *key) {
     if (PyDict_GET_SIZE(cache) > 256) PyDict_Clear(cache);
     if (PyDict_SetItem(cache, key, fn) < 0) PyErr_Clear();
     return fn;
-}
-
-/* errfn(current exception, where) -> bytes (new reference) or NULL (printed). */
-static PyObject *error_bytes(pool_obj *self, const char *where) {
-    PyObject *et, *ev, *tb;
-    PyErr_Fetch(&et, &ev, &tb);
-    PyErr_NormalizeException(&et, &ev, &tb);
-    if (tb && ev) PyException_SetTraceback(ev, tb);
-    PyObject *r = PyObject_CallFunction(self->errfn, "Os", ev ? ev : Py_None, where);
-    Py_XDECREF(et);
-    Py_XDECREF(ev);
-    Py_XDECREF(tb);
-    if (!r) PyErr_Print();
-    return r;
 }
 
 /* K_BATCH: obj = [(fnbytes, args, kwargs|None), ...] -> ([result|None, ...], {i: errbytes}).

@@ -108,7 +108,8 @@ static PyObject *mod_unreduce(PyObject *m, PyObject *args) {
     int end;
     if (!PyArg_ParseTuple(args, "KKKi", &tx, &rx, &chan, &end)) return NULL;
     gf_state *st = PyModule_GetState(m);
-    if (end >= 0 && chan && gf__chan_check(st, chan) == 0) gf__chan_pending_add(gf__chan_of(st, chan), end, -1);
+    if (end >= 0 && chan && gf__chan_check(st, chan) == 0)
+        gf__chan_pending_add(gf__chan_of(st, chan), end, -1);
     if (tx) gf_obj_decref(st->arena, tx);
     if (rx && rx != tx) gf_obj_decref(st->arena, rx);
     if (chan) gf_obj_decref(st->arena, chan);

@@ -147,8 +147,8 @@ static inline int64_t gf__ring_slice_deadline(RingObject *self, int64_t deadline
 int gf__ring_put_frame(gf_state *st, RingObject *self, gf_enc *e, int64_t deadline);
 /* Take up to max messages from rx. Result >= 1, or a core error; GF_EPIPE when the ring is
  * closed and empty or (pipe ends) the peer is gone and nothing is left. */
-int gf__ring_get_msgs(gf_state *st, RingObject *self, gf_msg *msgs, size_t max, char *buf, size_t cap,
-                      int64_t deadline);
+int gf__ring_get_msgs(gf_state *st, RingObject *self, gf_msg *msgs, size_t max, char *buf,
+                      size_t cap, int64_t deadline);
 /* The receive buffer (the handle's own, or a temporary one while another thread uses it).
  * Result: the buffer (*tmp set if it must be freed), or NULL with MemoryError. */
 char *gf__ring_rbuf_acquire(gf_state *st, RingObject *self, size_t *cap, int *tmp);

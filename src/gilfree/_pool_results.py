@@ -18,7 +18,7 @@ _unpack_into = _core.Pool.unpack_into
 
 def _unpack(value):
     """A map chunk's results: a list, or a packed list made by the worker (bytes: all
-    int64, all str or all bytes; see src/ext/pool.c "packed lists")."""
+    int64, all str or all bytes; see src/ext/packed.c)."""
     if type(value) is bytes:
         return _core.Pool.unpack(value)
     return value
