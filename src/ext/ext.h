@@ -248,6 +248,9 @@ int gf_dict_type_init(PyObject *m, gf_state *st);
 int gf_list_type_init(PyObject *m, gf_state *st);
 #define GF_SHARED_INITS gf_dict_type_init, gf_list_type_init,
 
+/* i9b: SocketConnection over a socket fd (sockconn.c; registered in module.c) */
+int gf_sockconn_init(PyObject *m, gf_state *st);
+
 #define GF_EXT_INITS gf_errors_init, GF_SYNC_INITS GF_QUEUE_INITS GF_POOL_INITS GF_SHARED_INITS
 
 #endif /* GF_EXT_H */

@@ -112,7 +112,7 @@ static PyMethodDef mod_methods[] = {
 
 /* ------------------------------------------------------------------ init */
 
-static int (*const type_inits[])(PyObject *, gf_state *) = {GF_EXT_INITS NULL};
+static int (*const type_inits[])(PyObject *, gf_state *) = {GF_EXT_INITS gf_sockconn_init, NULL};
 
 /* See ext.h. */
 int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child) {
