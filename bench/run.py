@@ -389,6 +389,99 @@ def b_pipe(variant, n):
     return r
 
 
+# Sockets: multiprocessing.connection's Listener / Client, each variant's own on both sides (the
+# child is the variant's Process). The peer computes its reply (the round trip) or sends a fresh
+# buffer it made before connecting (the stream); timing starts once the connection is made.
+
+def _connection_module(variant):
+    if variant == "gilfree":
+        gilfree_module()
+        from gilfree import connection
+        return connection
+    from multiprocessing import connection
+    return connection
+
+
+def _sock_peer(variant, address, mode, n):
+    conn = _connection_module(variant).Client(address, authkey=b"bench")
+    if mode == "echo":
+        while True:
+            m = conn.recv()
+            if m is None:
+                break
+            conn.send((m[0] + 1, m[1].upper()))
+    else:
+        payload = os.urandom(1 << 20)
+        for i in range(n):
+            conn.send_bytes(payload)
+        conn.send_bytes(b"")
+    conn.close()
+
+
+def _sock_session(variant, family, mode, n, body):
+    mp = mp_module(variant)
+    with _connection_module(variant).Listener(family=family, authkey=b"bench") as listener:
+        p = mp.Process(target=_sock_peer, args=(variant, listener.address, mode, n))
+        p.start()
+        with listener.accept() as c:
+            res = body(c)
+        p.join()
+    return res
+
+
+def _sock_roundtrip(variant, family, n):
+    def body(c):
+        r = _pingpong(lambda i: c.send((i, "ping")), c.recv, n)
+        c.send(None)
+        return r
+    return _sock_session(variant, family, "echo", n, body)
+
+
+def _sock_stream(variant, family, n):
+    def body(c):
+        t0 = time.perf_counter()
+        got, check = 0, 0
+        while True:
+            b = c.recv_bytes()
+            if not b:
+                break
+            got += 1
+            check ^= b[-1]
+        dt = time.perf_counter() - t0
+        assert got == n
+        return {"value": n * (1 << 20) / dt / 1e6}
+    return _sock_session(variant, family, "stream", n, body)
+
+
+@group("socket_roundtrip_unix", "Listener/Client round trip of a small object, AF_UNIX",
+       "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
+       note="the peer replies (i + 1, text.upper()); authkey handshake before timing; p99 in "
+            "the JSON")
+def b_socket_roundtrip_unix(variant, n):
+    return _sock_roundtrip(variant, "AF_UNIX", n)
+
+
+@group("socket_roundtrip_tcp", "Listener/Client round trip of a small object, TCP loopback",
+       "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
+       note="as socket_roundtrip_unix, over AF_INET 127.0.0.1")
+def b_socket_roundtrip_tcp(variant, n):
+    return _sock_roundtrip(variant, "AF_INET", n)
+
+
+@group("socket_1mib_unix", "Listener/Client: 1 MiB send_bytes messages, one way, AF_UNIX",
+       "MB/s", True, ["stdlib", "gilfree"], 400, 100,
+       note="receiver reads each message (recv_bytes) and one byte of it")
+def b_socket_1mib_unix(variant, n):
+    return _sock_stream(variant, "AF_UNIX", n)
+
+
+@group("socket_1mib_tcp", "Listener/Client: 1 MiB send_bytes messages, one way, TCP loopback",
+       "MB/s", True, ["stdlib", "gilfree"], 400, 100,
+       note="as socket_1mib_unix, over AF_INET 127.0.0.1")
+def b_socket_1mib_tcp(variant, n):
+    return _sock_stream(variant, "AF_INET", n)
+
+
 def _incr(v, k):
     for _ in range(k):
         with v.get_lock():

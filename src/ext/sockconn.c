@@ -127,8 +127,13 @@ typedef struct {
     int64_t deadline;
 } sc_call;
 
-/* One core call for c (any GIL state). Result: the core's. */
-static int sc_step(sc_call *c, int fd, int64_t deadline) {
+/* One core call for c (any GIL state); `wait_first`: the fd was just found not ready, so
+ * wait for it before trying again (saves a system call). Result: the core's. */
+static int sc_step(sc_call *c, int fd, int64_t deadline, int wait_first) {
+    if (wait_first && c->op != SC_POLL) {
+        int w = gf_sock_wait(fd, c->op == SC_SEND ? POLLOUT : POLLIN, deadline);
+        if (w < 0) return w;
+    }
     switch (c->op) {
     case SC_HDR: return gf_sock_rx_header(&c->self->rx, fd, deadline);
     case SC_BODY: return gf_sock_rx_body(&c->self->rx, fd, c->buf, c->cap, deadline);
@@ -152,16 +157,17 @@ static int sc_gil_held_ok(const sc_call *c) {
  * Result: the core's result (GF_EINTR: a handler raised, exception set), or SC_CLOSED. */
 static int sc_run(sc_call *c) {
     sc_obj *self = c->self;
-    int fd = self->fd, rc = GF_ETIMEDOUT;
+    int fd = self->fd, rc = GF_ETIMEDOUT, tried = 0;
     if (sc_gil_held_ok(c)) {
-        rc = sc_step(c, fd, 0);
+        rc = sc_step(c, fd, 0, 0);
         if (rc == GF_EINTR && PyErr_CheckSignals() < 0) return GF_EINTR;
         if (rc != GF_ETIMEDOUT && rc != GF_EINTR) return rc;
         if (c->deadline == 0) return GF_ETIMEDOUT;
+        tried = rc == GF_ETIMEDOUT;
     }
     self->busy++;
     for (;;) {
-        Py_BEGIN_ALLOW_THREADS rc = sc_step(c, fd, c->deadline);
+        Py_BEGIN_ALLOW_THREADS rc = sc_step(c, fd, c->deadline, tried);
         Py_END_ALLOW_THREADS if (rc != GF_EINTR) break;
         if (PyErr_CheckSignals() < 0) break;
         if (self->fd < 0) {
