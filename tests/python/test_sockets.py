@@ -345,12 +345,16 @@ def test_socket_connection_in_child_processes():
         p = gilfree.Process(target=_child_receives_connection, args=(b,))
         p.start()
         c, d = _connect(l, b"pk")
-        a.send(c)
-        c.close()
-        d.send("hi")
-        assert d.recv() == ("child got", "hi")
-        p.join()
-        assert p.exitcode == 0
+        try:
+            a.send(c)  # the standard library's resource sharer hands the fd over
+            c.close()
+            d.send("hi")
+            assert d.recv() == ("child got", "hi")
+            p.join()
+            assert p.exitcode == 0
+        finally:
+            from multiprocessing import resource_sharer
+            resource_sharer.stop(timeout=10)
         d.close()
 
 
