@@ -19,6 +19,7 @@ gilfree.ProcessPoolExecutor, gilfree.Queue, ...), exactly like the standard libr
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -429,7 +430,7 @@ def _sock_session(variant, family, mode, n, body):
     return res
 
 
-def _sock_roundtrip(variant, family, n):
+def _sock_roundtrip(variant, n, family):
     def body(c):
         r = _pingpong(lambda i: c.send((i, "ping")), c.recv, n)
         c.send(None)
@@ -437,7 +438,7 @@ def _sock_roundtrip(variant, family, n):
     return _sock_session(variant, family, "echo", n, body)
 
 
-def _sock_stream(variant, family, n):
+def _sock_stream(variant, n, family):
     def body(c):
         t0 = time.perf_counter()
         got, check = 0, 0
@@ -453,33 +454,15 @@ def _sock_stream(variant, family, n):
     return _sock_session(variant, family, "stream", n, body)
 
 
-@group("socket_roundtrip_unix", "Listener/Client round trip of a small object, AF_UNIX",
-       "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
-       note="the peer replies (i + 1, text.upper()); authkey handshake before timing; p99 in "
-            "the JSON")
-def b_socket_roundtrip_unix(variant, n):
-    return _sock_roundtrip(variant, "AF_UNIX", n)
-
-
-@group("socket_roundtrip_tcp", "Listener/Client round trip of a small object, TCP loopback",
-       "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
-       note="as socket_roundtrip_unix, over AF_INET 127.0.0.1")
-def b_socket_roundtrip_tcp(variant, n):
-    return _sock_roundtrip(variant, "AF_INET", n)
-
-
-@group("socket_1mib_unix", "Listener/Client: 1 MiB send_bytes messages, one way, AF_UNIX",
-       "MB/s", True, ["stdlib", "gilfree"], 400, 100,
-       note="receiver reads each message (recv_bytes) and one byte of it")
-def b_socket_1mib_unix(variant, n):
-    return _sock_stream(variant, "AF_UNIX", n)
-
-
-@group("socket_1mib_tcp", "Listener/Client: 1 MiB send_bytes messages, one way, TCP loopback",
-       "MB/s", True, ["stdlib", "gilfree"], 400, 100,
-       note="as socket_1mib_unix, over AF_INET 127.0.0.1")
-def b_socket_1mib_tcp(variant, n):
-    return _sock_stream(variant, "AF_INET", n)
+for _family, _tag, _where in (("AF_UNIX", "unix", "AF_UNIX"), ("AF_INET", "tcp", "TCP loopback")):
+    group("socket_roundtrip_" + _tag, "Listener/Client round trip of a small object, " + _where,
+          "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
+          note="the peer replies (i + 1, text.upper()); authkey handshake before timing; p99 "
+               "in the JSON")(functools.partial(_sock_roundtrip, family=_family))
+    group("socket_1mib_" + _tag, "Listener/Client: 1 MiB send_bytes messages, one way, " + _where,
+          "MB/s", True, ["stdlib", "gilfree"], 400, 100,
+          note="receiver reads each message (recv_bytes) and one byte of it")(
+              functools.partial(_sock_stream, family=_family))
 
 
 def _incr(v, k):

@@ -104,9 +104,26 @@ def address_type(address):
     raise ValueError("address type of %r unrecognized" % (address,))
 
 
-def _validate_family(family):
+def _check_args(family, authkey):
     if family not in families:
         raise ValueError("Family %s is not recognized." % family)
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+
+
+def _authenticated(c, authkey, server):
+    """c after the handshake under `authkey` (the server challenges first); closed if the
+    handshake fails."""
+    try:
+        if server:
+            deliver_challenge(c, authkey)
+        answer_challenge(c, authkey)
+        if not server:
+            deliver_challenge(c, authkey)
+    except BaseException:
+        c.close()
+        raise
+    return c
 
 
 def _with_address(exc, address):
@@ -133,9 +150,7 @@ class Listener:
     def __init__(self, address=None, family=None, backlog=1, authkey=None):
         family = family or (address and address_type(address)) or default_family
         address = address or arbitrary_address(family)
-        _validate_family(family)
-        if authkey is not None and not isinstance(authkey, bytes):
-            raise TypeError("authkey should be a byte string")
+        _check_args(family, authkey)
         s = _new_socket(family, address)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -167,14 +182,7 @@ class Listener:
         s, self._last_accepted = self._socket.accept()
         s.setblocking(True)
         c = SocketConnection(s.detach())
-        if self._authkey:
-            try:
-                deliver_challenge(c, self._authkey)
-                answer_challenge(c, self._authkey)
-            except BaseException:
-                c.close()
-                raise
-        return c
+        return _authenticated(c, self._authkey, True) if self._authkey else c
 
     def close(self):
         """Close the listening socket; an AF_UNIX path is removed."""
@@ -214,9 +222,7 @@ def Client(address, family=None, authkey=None):
     the OSError of connect() naming the address (ConnectionRefusedError, FileNotFoundError,
     TimeoutError after CONNECTION_TIMEOUT seconds, ...)."""
     family = family or address_type(address)
-    _validate_family(family)
-    if authkey is not None and not isinstance(authkey, bytes):
-        raise TypeError("authkey should be a byte string")
+    _check_args(family, authkey)
     s = _new_socket(family, address)
     try:
         s.settimeout(CONNECTION_TIMEOUT)
@@ -229,14 +235,7 @@ def Client(address, family=None, authkey=None):
         s.close()
         raise
     c = SocketConnection(s.detach())
-    if authkey is not None:
-        try:
-            answer_challenge(c, authkey)
-            deliver_challenge(c, authkey)
-        except BaseException:
-            c.close()
-            raise
-    return c
+    return _authenticated(c, authkey, False) if authkey is not None else c
 
 
 # ------------------------------------------------------------------ authentication

@@ -24,6 +24,7 @@ import selectors
 import time
 
 from gilfree import _core
+from gilfree._lazy import lazy_attributes as _lazy_attributes
 
 __all__ = ["Pipe", "Connection", "wait", "Listener", "Client", "SocketConnection"]
 
@@ -36,14 +37,7 @@ _SOCKET_NAMES = frozenset({
     "FAILURE"})
 
 
-def __getattr__(name):
-    """The socket half of the module (Listener, Client, ...), imported on first use."""
-    if name not in _SOCKET_NAMES:
-        raise AttributeError("module 'gilfree.connection' has no attribute %r" % (name,))
-    from gilfree import _sockets
-    value = getattr(_sockets, name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_attributes(globals(), _SOCKET_NAMES, "gilfree._sockets")
 
 
 def __dir__():

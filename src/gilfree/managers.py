@@ -24,6 +24,7 @@ manager proxy); ``d.keys()`` / ``values()`` / ``items()`` return lists (as DictP
 from collections.abc import MutableMapping, MutableSequence
 
 from gilfree import _core
+from gilfree._lazy import lazy_attributes as _lazy_attributes
 
 __all__ = ["Manager", "SyncManager", "SharedMemoryManager", "SharedDict", "SharedList",
            "Namespace", "LocalSyncManager", "BaseManager", "BaseProxy", "Token", "RemoteError",
@@ -235,11 +236,4 @@ _SERVER_NAMES = frozenset({
     "dispatch"})
 
 
-def __getattr__(name):
-    """The server-backed managers (gilfree._managers_server), imported on first use."""
-    if name not in _SERVER_NAMES:
-        raise AttributeError("module 'gilfree.managers' has no attribute %r" % (name,))
-    from gilfree import _managers_server
-    value = getattr(_managers_server, name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_attributes(globals(), _SERVER_NAMES, "gilfree._managers_server")

@@ -127,14 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef GF_LIBFUZZER
-static uint64_t fz_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-    fz_state ^= fz_state >> 12;
-    fz_state ^= fz_state << 25;
-    fz_state ^= fz_state >> 27;
-    return fz_state * 0x2545F4914F6CDD1Dull;
-}
-static uint64_t rndn(uint64_t n) { return n ? rnd() % n : 0; }
+#include "fuzz_rng.h"
 
 /* A stream of valid messages after the two control bytes. Result: its size. */
 static size_t valid_stream(uint8_t *out, size_t cap) {
@@ -186,11 +179,7 @@ static size_t mutate(uint8_t *p, size_t len, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-    long runs = 100000;
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "-runs=", 6) == 0) runs = atol(argv[i] + 6);
-        else if (strncmp(argv[i], "-seed=", 6) == 0) fz_state = strtoull(argv[i] + 6, NULL, 0) | 1;
-    }
+    long runs = fz_args(argc, argv, 100000);
     static uint8_t buf[16384];
     for (long r = 0; r < runs; r++) {
         size_t len;
