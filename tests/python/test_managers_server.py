@@ -332,11 +332,15 @@ def _stdlib(code, *args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-_q = pyqueue.Queue()
+_q, _replies = pyqueue.Queue(), pyqueue.Queue()
 
 
 def _get_q():
     return _q
+
+
+def _get_replies():
+    return _replies
 
 
 class ServedQueue(BaseManager):
@@ -344,6 +348,7 @@ class ServedQueue(BaseManager):
 
 
 ServedQueue.register("get_queue", callable=_get_q)
+ServedQueue.register("get_replies", callable=_get_replies)
 
 
 @pytest.mark.timeout(60)
@@ -355,20 +360,20 @@ def test_stdlib_client_uses_a_gilfree_manager_server(serializer):
             from multiprocessing.managers import BaseManager
             class QM(BaseManager): pass
             QM.register("get_queue")
+            QM.register("get_replies")
             m = QM(address=eval(sys.argv[1]), authkey=b"interop", serializer=sys.argv[2])
             m.connect()
-            q = m.get_queue()
-            q.put(("from the stdlib", 42))
-            print(q.get())
+            m.get_queue().put(("from the stdlib", 42))
+            print(m.get_replies().get())
             """, repr(m.address), serializer)
-        q = m.get_queue()
+        q, replies = m.get_queue(), m.get_replies()
         got = q.get(timeout=30)
         assert list(got) == ["from the stdlib", 42]  # xmlrpc turns tuples into lists
-        q.put("reply")
+        replies.put("reply")
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
         assert out.strip() == "reply"
-        del q
+        del q, replies
 
 
 @pytest.mark.timeout(60)
