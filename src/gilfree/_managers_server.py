@@ -392,6 +392,10 @@ class SharedMemoryManager(BaseManager):
         if not self._local:
             super().join(timeout)
 
+    def _check_started(self):
+        if self._state.value != State.STARTED:  # ValueError: what the stdlib's raises here
+            raise ValueError("SharedMemoryManager is not started (call start(), or use with)")
+
     def _track(self, name):
         if self._local:
             self._tracker.register_segment(name)
@@ -402,8 +406,7 @@ class SharedMemoryManager(BaseManager):
     def SharedMemory(self, size):
         """A new gilfree SharedMemory block of `size` bytes, unlinked at shutdown."""
         from gilfree.shared_memory import SharedMemory
-        if self._state.value != State.STARTED:
-            raise ProcessError("SharedMemoryManager is not started")
+        self._check_started()
         sms = SharedMemory(None, create=True, size=size)
         try:
             self._track(sms.name)
@@ -415,8 +418,7 @@ class SharedMemoryManager(BaseManager):
     def ShareableList(self, sequence):
         """A new gilfree ShareableList holding `sequence`, unlinked at shutdown."""
         from gilfree.shared_memory import ShareableList
-        if self._state.value != State.STARTED:
-            raise ProcessError("SharedMemoryManager is not started")
+        self._check_started()
         sl = ShareableList(sequence)
         try:
             self._track(sl.shm.name)

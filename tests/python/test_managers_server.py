@@ -241,6 +241,8 @@ def test_manager_without_an_address_opens_no_socket():
 @pytest.mark.timeout(60)
 def test_shared_memory_manager_unlinks_its_blocks():
     from gilfree.shared_memory import SharedMemory
+    with pytest.raises(ValueError, match="not started"):
+        managers.SharedMemoryManager().SharedMemory(8)
     with managers.SharedMemoryManager() as smm:  # no server
         shm = smm.SharedMemory(64)
         sl = smm.ShareableList([1, "two", 3.0])
