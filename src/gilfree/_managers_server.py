@@ -89,7 +89,7 @@ class Server(_mm.Server):
         as the standard library does. A peer that fails the handshake is dropped."""
         try:
             _sockets.deliver_challenge(c, self.authkey)
-            _sockets.answer_challenge(c, self.authkey)
+            _sockets.answer_challenge(c, self.authkey, _sockets.HANDSHAKE_TIMEOUT)
         except Exception as e:  # wrong key, garbage, hang-up, silence: not worth a reply
             util.info("manager server dropped a connection: %r", e)
             return

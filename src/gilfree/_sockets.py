@@ -12,7 +12,8 @@ Handshake: the challenge/response of Python 3.12+ (``{sha256}`` challenges, and 
 ``hmac.compare_digest`` for the check. Differences from the standard library, all on failure
 paths: a wrong key or a peer that does not follow the handshake raises
 :class:`~multiprocessing.AuthenticationError` (never ``AssertionError``); each side waits at
-most :data:`HANDSHAKE_TIMEOUT` seconds for the other's handshake message; a connection whose
+most :data:`HANDSHAKE_TIMEOUT` seconds for the other's handshake message (a client waits
+:data:`CHALLENGE_TIMEOUT` for the first one: a busy server may accept late); a connection whose
 handshake failed is closed; an error binding or connecting names the address; ``Client``
 tries once and gives up after :data:`CONNECTION_TIMEOUT` seconds.
 """
@@ -33,8 +34,11 @@ __all__ = ["Client", "Listener", "SocketConnection", "MessageTruncatedError", "f
 BUFSIZE = 8192
 #: Seconds ``Client`` waits for a connection to be established.
 CONNECTION_TIMEOUT = 20.0
-#: Seconds each side of the authentication handshake waits for the other's next message.
+#: Seconds each side of the authentication handshake waits for the other's next message...
 HANDSHAKE_TIMEOUT = 20.0
+#: ... except a client waiting for the server's challenge: a busy server may accept late (a
+#: full TCP backlog delays the accept by SYN-ACK retries, about a minute at most).
+CHALLENGE_TIMEOUT = 120.0
 
 MESSAGE_LENGTH = 40  # random bytes in a challenge (as Python 3.12+)
 CHALLENGE = b"#CHALLENGE#"
@@ -115,10 +119,11 @@ def _authenticated(c, authkey, server):
     """c after the handshake under `authkey` (the server challenges first); closed if the
     handshake fails."""
     try:
-        if server:
+        if server:  # the client is waiting for this challenge: it answers promptly
             deliver_challenge(c, authkey)
-        answer_challenge(c, authkey)
-        if not server:
+            answer_challenge(c, authkey, HANDSHAKE_TIMEOUT)
+        else:  # the server may not have accepted us yet
+            answer_challenge(c, authkey, CHALLENGE_TIMEOUT)
             deliver_challenge(c, authkey)
     except BaseException:
         c.close()
@@ -220,12 +225,16 @@ def Client(address, family=None, authkey=None):
     """Connect to the Listener at `address` and return a :class:`SocketConnection` (after
     the HMAC handshake when an `authkey` is given). Tries once: an unreachable address raises
     the OSError of connect() naming the address (ConnectionRefusedError, FileNotFoundError,
-    TimeoutError after CONNECTION_TIMEOUT seconds, ...)."""
+    TimeoutError after CONNECTION_TIMEOUT seconds over TCP, ...). A full AF_UNIX backlog is
+    waited for, as by the standard library."""
     family = family or address_type(address)
     _check_args(family, authkey)
     s = _new_socket(family, address)
     try:
-        s.settimeout(CONNECTION_TIMEOUT)
+        # TCP: give up after CONNECTION_TIMEOUT. AF_UNIX: block, as the standard library does
+        # (a non-blocking connect to a full backlog fails with EAGAIN at once instead of
+        # waiting for the server to accept).
+        s.settimeout(CONNECTION_TIMEOUT if s.family != socket.AF_UNIX else None)
         try:
             s.connect(address)
         except OSError as e:
@@ -243,17 +252,19 @@ def Client(address, family=None, authkey=None):
 _HUNG_UP = "the peer closed the connection during the authentication handshake"
 
 
-def _recv_handshake(connection):
-    """One handshake message (at most 256 bytes) within HANDSHAKE_TIMEOUT seconds. A peer
-    that hangs up gives EOFError; one that sends too much or nothing, AuthenticationError."""
+def _recv_handshake(connection, timeout=None):
+    """One handshake message (at most 256 bytes) within `timeout` (default HANDSHAKE_TIMEOUT)
+    seconds. A peer that hangs up gives EOFError; one that sends too much or nothing,
+    AuthenticationError."""
+    timeout = HANDSHAKE_TIMEOUT if timeout is None else timeout
     timed = getattr(connection, "_recv_bytes_timed", None)
     try:
         if timed is None:
             return connection.recv_bytes(256)
-        return timed(256, HANDSHAKE_TIMEOUT)
+        return timed(256, timeout)
     except TimeoutError:
         raise AuthenticationError("no handshake message from the peer within %s s"
-                                  % HANDSHAKE_TIMEOUT) from None
+                                  % timeout) from None
     except (EOFError, ConnectionResetError):
         raise EOFError(_HUNG_UP) from None
     except OSError as e:  # e.g. a message longer than 256 bytes
@@ -321,12 +332,13 @@ def deliver_challenge(connection, authkey, digest_name="sha256"):
     _send_handshake(connection, WELCOME)
 
 
-def answer_challenge(connection, authkey):
+def answer_challenge(connection, authkey, _first_timeout=None):
     """Answer the peer's challenge with its HMAC under `authkey` (legacy MD5 or the digest
-    the challenge names). Raises AuthenticationError if the peer rejects it."""
+    the challenge names). Raises AuthenticationError if the peer rejects it. Waits up to
+    CHALLENGE_TIMEOUT seconds for the challenge."""
     if not isinstance(authkey, bytes):
         raise ValueError("Authkey must be bytes, not {0!s}".format(type(authkey)))
-    message = _recv_handshake(connection)
+    message = _recv_handshake(connection, _first_timeout or CHALLENGE_TIMEOUT)
     if not message.startswith(CHALLENGE):
         raise AuthenticationError("protocol error, expected a challenge: %r" % (message[:40],))
     message = message[len(CHALLENGE):]

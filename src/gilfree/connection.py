@@ -33,7 +33,7 @@ _SOCKET_NAMES = frozenset({
     "Listener", "Client", "SocketConnection", "MessageTruncatedError", "families",
     "default_family", "address_type", "arbitrary_address", "answer_challenge",
     "deliver_challenge", "XmlListener", "XmlClient", "ConnectionWrapper", "BUFSIZE",
-    "CONNECTION_TIMEOUT", "HANDSHAKE_TIMEOUT", "MESSAGE_LENGTH", "CHALLENGE", "WELCOME",
+    "CONNECTION_TIMEOUT", "HANDSHAKE_TIMEOUT", "CHALLENGE_TIMEOUT", "MESSAGE_LENGTH", "CHALLENGE", "WELCOME",
     "FAILURE"})
 
 

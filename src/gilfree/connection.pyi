@@ -15,6 +15,7 @@ _Address = tuple[str, int] | str | bytes
 BUFSIZE: int
 CONNECTION_TIMEOUT: float
 HANDSHAKE_TIMEOUT: float
+CHALLENGE_TIMEOUT: float
 MESSAGE_LENGTH: int
 CHALLENGE: bytes
 WELCOME: bytes

@@ -624,6 +624,32 @@ def test_connecting_to_nothing_fails_at_once_naming_the_address():
         Listener(authkey="not bytes")
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("family", ["AF_INET", "AF_UNIX"])
+def test_clients_wait_for_a_full_backlog(family):
+    """More clients than the backlog at once: each waits until the server accepts it (a
+    non-blocking AF_UNIX connect would fail with EAGAIN instead)."""
+    with Listener(family=family, backlog=1, authkey=b"b") as l:
+        results = []
+
+        def client(i):
+            with Client(l.address, authkey=b"b") as c:
+                c.send(i)
+                results.append(c.recv())
+
+        n = 8 if family == "AF_UNIX" else 4  # TCP: late ones wait for SYN-ACK retries (~1 s)
+        ts = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        time.sleep(0.3)  # let them pile up on the backlog
+        for _ in ts:
+            with l.accept() as d:
+                d.send(d.recv() * 10)
+        for t in ts:
+            t.join(30)
+        assert sorted(results) == [i * 10 for i in range(n)]
+
+
 def _misbehave(address, how):
     s = socket.socket(socket.AF_UNIX)
     s.connect(address)
@@ -677,7 +703,7 @@ def test_listener_loop_survives_misbehaving_clients(monkeypatch):
 @pytest.mark.timeout(30)
 def test_client_gives_up_on_a_server_that_never_sends_the_challenge(monkeypatch):
     from gilfree import _sockets
-    monkeypatch.setattr(_sockets, "HANDSHAKE_TIMEOUT", 0.3)
+    monkeypatch.setattr(_sockets, "CHALLENGE_TIMEOUT", 0.3)
     srv = socket.create_server(("127.0.0.1", 0))
     with pytest.raises(AuthenticationError, match="no handshake message"):
         Client(srv.getsockname(), authkey=b"k")
