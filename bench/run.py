@@ -430,6 +430,48 @@ def _sock_session(variant, family, mode, n, body):
     return res
 
 
+def _sock_server(variant, address):
+    """Serve connections, one request each, until a request is None."""
+    listener = _connection_module(variant).Listener(address, authkey=b"bench", backlog=16)
+    while True:
+        with listener.accept() as c:
+            m = c.recv()
+            c.send(None if m is None else m + 1)
+        if m is None:
+            break
+    listener.close()
+
+
+def _sock_connect(variant, n, family):
+    """Per connection: Client(address, authkey) (connect + handshake), one request, close."""
+    mp, conn = mp_module(variant), _connection_module(variant)
+    with conn.Listener(family=family) as probe:  # a free address for the server
+        address = probe.address
+    p = mp.Process(target=_sock_server, args=(variant, address))
+    p.start()
+    for _ in range(500):  # wait until it listens
+        try:
+            with conn.Client(address, authkey=b"bench") as c:
+                c.send(-1)
+                c.recv()
+            break
+        except OSError:
+            time.sleep(0.01)
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        with conn.Client(address, authkey=b"bench") as c:
+            c.send(i)
+            assert c.recv() == i + 1
+        samples.append(time.perf_counter_ns() - t0)
+    with conn.Client(address, authkey=b"bench") as c:
+        c.send(None)
+        c.recv()
+    p.join()
+    samples = samples[len(samples) // 10:]
+    return {"value": statistics.median(samples) / 1e3, "p99_us": pct(samples, 0.99) / 1e3}
+
+
 def _sock_roundtrip(variant, n, family):
     def body(c):
         r = _pingpong(lambda i: c.send((i, "ping")), c.recv, n)
@@ -459,6 +501,11 @@ for _family, _tag, _where in (("AF_UNIX", "unix", "AF_UNIX"), ("AF_INET", "tcp",
           "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
           note="the peer replies (i + 1, text.upper()); authkey handshake before timing; p99 "
                "in the JSON")(functools.partial(_sock_roundtrip, family=_family))
+    group("socket_connect_" + _tag, "Client(address, authkey) + one request + close, "
+          + _where, "us (median)", False, ["stdlib", "gilfree"], 2_000, 400,
+          note="connect, HMAC handshake both ways, one small request; what every manager "
+               "proxy call that opens a connection pays")(
+              functools.partial(_sock_connect, family=_family))
     group("socket_1mib_" + _tag, "Listener/Client: 1 MiB send_bytes messages, one way, " + _where,
           "MB/s", True, ["stdlib", "gilfree"], 400, 100,
           note="receiver reads each message (recv_bytes) and one byte of it")(

@@ -104,6 +104,17 @@ def test_listener_client_connection_api(family):
 
 
 @pytest.mark.timeout(30)
+def test_tcp_connections_do_not_wait_for_delayed_acks():
+    """TCP_NODELAY on both ends: the handshake's last message and the first request are two
+    small writes in a row, which Nagle's algorithm would hold for the peer's delayed ACK."""
+    with Listener(("127.0.0.1", 0)) as l, Client(l.address) as c, l.accept() as d:
+        for conn in (c, d):
+            s = socket.socket(fileno=os.dup(conn.fileno()))
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            s.close()
+
+
+@pytest.mark.timeout(30)
 def test_large_messages_and_growth():
     a, b = _pair()
     for size in (1 << 20, 16 << 20, 40 << 20):  # 40 MiB: more than the first allocation
