@@ -18,6 +18,7 @@ handshake failed is closed; an error binding or connecting names the address; ``
 tries once and gives up after :data:`CONNECTION_TIMEOUT` seconds.
 """
 
+import hmac
 import os
 import socket
 import tempfile
@@ -301,7 +302,6 @@ def _digest_and_payload(message):
 
 
 def _create_response(authkey, message):
-    import hmac
     digest = _digest_and_payload(message)[0]
     if not digest:  # a legacy (3.11 and older) peer: raw HMAC-MD5
         try:
@@ -312,7 +312,6 @@ def _create_response(authkey, message):
 
 
 def _verify_challenge(authkey, message, response):
-    import hmac
     digest, mac = _digest_and_payload(response)
     digest = digest or "md5"
     try:
