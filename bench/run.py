@@ -502,7 +502,7 @@ for _family, _tag, _where in (("AF_UNIX", "unix", "AF_UNIX"), ("AF_INET", "tcp",
           note="the peer replies (i + 1, text.upper()); authkey handshake before timing; p99 "
                "in the JSON")(functools.partial(_sock_roundtrip, family=_family))
     group("socket_connect_" + _tag, "Client(address, authkey) + one request + close, "
-          + _where, "us (median)", False, ["stdlib", "gilfree"], 2_000, 400,
+          + _where, "us (median)", False, ["stdlib", "gilfree"], 500, 200,
           note="connect, HMAC handshake both ways, one small request; what every manager "
                "proxy call that opens a connection pays")(
               functools.partial(_sock_connect, family=_family))
