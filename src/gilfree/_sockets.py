@@ -369,6 +369,8 @@ class ConnectionWrapper:
         self._loads = loads
         for attr in ("fileno", "close", "poll", "recv_bytes", "send_bytes"):
             setattr(self, attr, getattr(conn, attr))
+        if hasattr(conn, "_recv_bytes_timed"):  # the handshake's timeouts work through it
+            self._recv_bytes_timed = conn._recv_bytes_timed
 
     def send(self, obj):
         """Send obj encoded with this wrapper's dumps."""

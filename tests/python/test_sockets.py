@@ -722,6 +722,26 @@ def test_client_gives_up_on_a_server_that_never_sends_the_challenge(monkeypatch)
 
 
 @pytest.mark.timeout(30)
+def test_xmlrpc_connections(monkeypatch):
+    from gilfree import _sockets
+    monkeypatch.setattr(_sockets, "HANDSHAKE_TIMEOUT", 0.3)
+    with connection.XmlListener(("127.0.0.1", 0)) as l:
+        t = threading.Thread(target=lambda: l.accept().send({"a": [1, "two", 3.5]}))
+        t.start()
+        with connection.XmlClient(l.address) as c:
+            assert c.recv() == {"a": [1, "two", 3.5]}
+        t.join()
+        # the handshake timeout applies through the wrapper too (a silent peer)
+        s = socket.create_connection(l.address)
+        w = l.accept()  # a ConnectionWrapper
+        assert isinstance(w, _sockets.ConnectionWrapper)
+        with pytest.raises(AuthenticationError, match="no handshake message"):
+            connection.deliver_challenge(w, b"key")
+        w.close()
+        s.close()
+
+
+@pytest.mark.timeout(30)
 def test_unpicklable_and_non_pickle_payloads():
     a, b = _pair()
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
