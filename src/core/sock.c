@@ -24,6 +24,7 @@
 
 #define GF__SOCK_MAX_LIMIT ((uint64_t)INT64_MAX)
 
+/* Big-endian 32-bit store / load (the wire's byte order). */
 static void gf__put_be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);

@@ -299,6 +299,7 @@ static int sc_maxlength(PyObject *arg, Py_ssize_t *out) {
     return 0;
 }
 
+/* recv_bytes(maxlength=None) -> the next message's bytes. Fails: EOFError, OSError. */
 static PyObject *sc_recv_bytes(PyObject *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"maxlength", NULL};
     PyObject *ml = Py_None;
@@ -321,6 +322,7 @@ static PyObject *sc_recv_bytes_timed(PyObject *self, PyObject *args, PyObject *k
     return sc_recv_payload(SC(self), maxlen, deadline);
 }
 
+/* recv() -> the next message unpickled. Fails: as recv_bytes, and pickle's errors. */
 static PyObject *sc_recv(PyObject *self, PyObject *Py_UNUSED(a)) {
     PyObject *payload = sc_recv_payload(SC(self), -1, GF_FOREVER);
     if (!payload) return NULL;
@@ -475,6 +477,7 @@ static PyObject *sc_dumps(gf_state *st, PyObject *obj) {
     return data;
 }
 
+/* send(obj): pickle obj and send it as one message. Fails: pickling errors, OSError. */
 static PyObject *sc_send(PyObject *self, PyObject *obj) {
     if (sc_check(SC(self), SC_WRITE) < 0) return NULL;
     gf_state *st = gf_state_of(self);
@@ -510,16 +513,20 @@ static PyObject *sc_poll(PyObject *op, PyObject *args, PyObject *kw) {
     return sc_recv_error(self, rc);
 }
 
+/* fileno() -> the fd. Fails: OSError once closed. */
 static PyObject *sc_fileno(PyObject *self, PyObject *Py_UNUSED(a)) {
     if (sc_check(SC(self), SC_OPEN) < 0) return NULL;
     return PyLong_FromLong(SC(self)->fd);
 }
 
+/* close(): idempotent; never fails. */
 static PyObject *sc_close(PyObject *op, PyObject *Py_UNUSED(a)) {
     sc_close_fd(SC(op)); /* self->partial stays until dealloc: a reader may be filling it */
     Py_RETURN_NONE;
 }
 
+/* SocketConnection(handle, readable=True, writable=True): takes ownership of the fd.
+ * Fails: ValueError (negative handle, neither readable nor writable), MemoryError. */
 static PyObject *sc_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"handle", "readable", "writable", NULL};
     PyObject *h;
@@ -553,12 +560,14 @@ static PyObject *sc_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
     return (PyObject *)self;
 }
 
+/* GC: the type and the partial payload. */
 static int sc_traverse(PyObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(SC(self)->partial);
     return 0;
 }
 
+/* Close the fd (if still open) and free the locks. */
 static void sc_dealloc(PyObject *op) {
     sc_obj *self = SC(op);
     PyTypeObject *tp = Py_TYPE(op);
@@ -571,6 +580,7 @@ static void sc_dealloc(PyObject *op) {
     Py_DECREF(tp);
 }
 
+/* Properties: closed, readable, writable, max_message_size (the setter refuses 0). */
 static PyObject *sc_get_closed(PyObject *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(SC(self)->fd < 0);
 }
