@@ -259,5 +259,6 @@ int gf__pool_register(PyObject *m, gf_state *st);       /* pool.c: Pool */
 int gf__clock_register(PyObject *m, gf_state *st);      /* clock.c: ContainerLock */
 int gf__dict_register(PyObject *m, gf_state *st);       /* dict.c: SharedDict */
 int gf__list_register(PyObject *m, gf_state *st);       /* list.c: SharedList */
+int gf__sockconn_register(PyObject *m, gf_state *st);   /* sockconn.c: SocketConnection */
 
 #endif /* GF_EXT_H */

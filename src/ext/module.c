@@ -69,6 +69,7 @@ static int (*const registrations[])(PyObject *, gf_state *) = {
     gf__clock_register,
     gf__dict_register,
     gf__list_register,
+    gf__sockconn_register,
     NULL,
 };
 
