@@ -66,6 +66,16 @@ def test_lock_block_false_ignores_timeout():
     L.release()
 
 
+def test_sync_objects_are_weakly_referenceable():
+    import weakref
+    for make in (mp.Lock, mp.RLock, mp.Semaphore, mp.BoundedSemaphore, mp.Condition, mp.Event):
+        o = make()
+        r = weakref.ref(o)
+        assert r() is o
+        del o
+        assert r() is None, make
+
+
 def test_lock_repr():
     L = mp.Lock()
     assert repr(L) == "<Lock(owner=None)>"
