@@ -113,6 +113,14 @@ def test_poll_timeouts():
     threading.Timer(0.1, a.send, args=(1,)).start()
     assert b.poll(None) is True
     assert b.recv() == 1
+    # the keyword, as multiprocessing's Connection.poll(timeout=0.0) (issue 9)
+    assert b.poll(timeout=0.01) is False
+    a.send(2)
+    assert b.poll(timeout=None) is True and b.recv() == 2
+    with pytest.raises(TypeError):
+        b.poll(0, timeout=0)
+    with pytest.raises(TypeError):
+        b.poll(wait=0)
 
 
 @pytest.mark.timeout(10)
