@@ -10,12 +10,14 @@ library:
 * A Connection can be sent through a gilfree Queue or Pipe to a process that is already
   running. Each pickle of a connection may be loaded once.
 * ``fileno()`` is an eventfd that is readable while messages are queued (or at EOF after a
-  close). It exists in the process that created the pipe and its forked children; use
+  close). It exists in the process that created the pipe, its forked children and the spawned
+  children it is passed to at start (as a Process argument: the fd is passed along); use
   :func:`wait` (which also handles connections without a usable fd and peers that died).
 """
 
 import selectors
 import time
+from multiprocessing.context import get_spawning_popen
 
 from gilfree import _core
 
@@ -32,6 +34,17 @@ class Connection(_core.Ring):
 
     def __new__(cls, *args, **kwargs):
         raise TypeError("Connection objects are created by gilfree.Pipe()")
+
+    def __reduce__(self):
+        # Pickled for a child being spawned (a Process argument): hand it the eventfd too, at
+        # the same number (spawn passes fds as they are), so that fileno() works there.
+        popen = get_spawning_popen()
+        if popen is not None and getattr(popen, "method", None) == "spawn":
+            try:
+                popen.duplicate_for_child(self.fileno())
+            except OSError:
+                pass  # no eventfd in this process either
+        return super().__reduce__()
 
     def __enter__(self):
         return self

@@ -311,3 +311,31 @@ def test_close_from_another_thread_wakes_blocked_recv():
     threading.Timer(0.2, a.close).start()
     with pytest.raises(OSError, match="handle is closed"):
         a.recv()
+
+
+def _report_fileno_and_wait(conn):
+    import gilfree.connection
+    conn.send(conn.fileno() >= 0)
+    conn.send(gilfree.connection.wait([conn], timeout=30) == [conn] and conn.recv())
+
+
+@pytest.fixture(scope="module")
+def _resource_tracker():
+    """spawn's long-lived helper, started before the per-test leak check looks."""
+    from multiprocessing import resource_tracker
+    resource_tracker.ensure_running()
+
+
+@pytest.mark.timeout(120)
+def test_spawned_child_gets_the_eventfd(_resource_tracker):
+    """A Connection passed to a spawned child at start brings its eventfd along: fileno()
+    works there and wait() sleeps on it (issue 9: fileno() raised in spawned children)."""
+    ctx = gilfree.get_context("spawn")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_report_fileno_and_wait, args=(b,))
+    p.start()
+    assert a.recv() is True
+    a.send("go")
+    assert a.recv() == "go"
+    p.join(60)
+    assert p.exitcode == 0
