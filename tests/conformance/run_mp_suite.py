@@ -21,6 +21,7 @@ import argparse
 import fnmatch
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,9 +38,11 @@ PASS = "pass"
 # ---------------------------------------------------------------- worker side (one class)
 
 def _worker_list(target):
-    """Print {class name: [test ids]} of every test class the suite defines."""
+    """Print {"classes": {class name: [test ids]}, "stand_ins": [names gilfree lacks]}."""
     import importlib
     import unittest
+
+    import mp_suite
     mod = importlib.import_module(MODULES[target])
     loader = unittest.TestLoader()
     out = {}
@@ -47,7 +50,8 @@ def _worker_list(target):
         if (isinstance(obj, type) and issubclass(obj, unittest.TestCase)
                 and obj.__module__ == mod.__name__):
             out[name] = [name + "." + m for m in loader.getTestCaseNames(obj)]
-    json.dump(out, sys.stdout)
+    json.dump({"classes": out, "stand_ins": ["%s.%s" % x for x in mp_suite.STAND_INS]},
+              sys.stdout)
 
 
 def _worker_run(target, classname, out_path, timeout):
@@ -150,12 +154,14 @@ def _env(start_method):
 
 
 def list_tests(target, start_method):
-    """{class name: [test ids]} of the suite loaded for `target`."""
+    """{class name: [test ids]} of the suite loaded for `target`, and the names it imports
+    that gilfree lacks (see mp_suite.STAND_INS)."""
     out = subprocess.run([sys.executable, __file__, "--worker-list", "--target", target],
                          env=_env(start_method), capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         sys.exit("cannot load the suite for %s:\n%s" % (target, out.stderr))
-    return json.loads(out.stdout)
+    listing = json.loads(out.stdout)
+    return listing["classes"], listing["stand_ins"]
 
 
 def run_class(target, start_method, classname, tests, timeout, logdir):
@@ -319,7 +325,7 @@ def main(argv=None):
     key = args.start + ("-" + args.only if args.only else "")
     baseline = load_baseline()
     brun = baseline["runs"].setdefault(key, {"tests": {}, "seconds": {}})
-    classes = list_tests(args.target, args.start)
+    classes, stand_ins = list_tests(args.target, args.start)
     prefix = "With" + args.only.capitalize() + "Test" if args.only else ""
     classes = {c: t for c, t in classes.items()
                if c.startswith(prefix) and fnmatch.fnmatchcase(c, args.classes)}
@@ -328,6 +334,9 @@ def main(argv=None):
     print("== %s suite, start method %s: %d classes, %d tests, %d at a time (logs: %s)"
           % (args.target, args.start, len(classes), sum(map(len, classes.values())),
              args.jobs, logdir), flush=True)
+    if stand_ins:
+        print("== not in gilfree (stand-ins that raise NotImplementedError when used): "
+              + ", ".join(stand_ins), flush=True)
     shm_before = _shm()
     t0 = time.monotonic()
     results, times, hangs = run_all(args.target, args.start, classes, args.jobs,
@@ -339,7 +348,11 @@ def main(argv=None):
     time.sleep(0.5)  # let the last children's exit handlers finish
     new = _shm() - shm_before
     shm_left = sorted(new - _mapped_elsewhere(new))
-    return _report(args, key, baseline, brun, results, times, hangs, flaky, shm_left, wall)
+    rc = _report(args, key, baseline, brun, results, times, hangs, flaky, shm_left, wall)
+    bad = rc or hangs or any(s not in (PASS, "skip", "excluded") for s, _ in results.values())
+    if args.logdir is None and not bad:
+        shutil.rmtree(logdir, ignore_errors=True)  # all passed: nothing to look at
+    return rc
 
 
 def _regressions(results, brun, excluded):
