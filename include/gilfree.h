@@ -617,7 +617,7 @@ GF_EXTERN int gf_list_unlock(gf_arena *a, gf_off l);
 GF_EXTERN int64_t gf_list_check(gf_arena *a, gf_off l);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Pool: a supervised pool of worker processes (src/core/pool.c)                               */
+/* Pool: a supervised pool of worker processes (src/core/pool*.c)                              */
 /* ------------------------------------------------------------------------------------------ */
 /*
  * The parent dispatches each task to one worker's own mailbox (a ring); workers publish
