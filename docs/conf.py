@@ -35,7 +35,9 @@ myst_heading_anchors = 3
 gilfree_api_modules = [
     "gilfree", "gilfree.process", "gilfree.context", "gilfree.queues", "gilfree.connection",
     "gilfree.synchronize", "gilfree.sharedctypes", "gilfree.pool", "gilfree.futures",
-    "gilfree.managers", "gilfree.shared_memory", "gilfree._core",
+    "gilfree.managers", "gilfree.containers", "gilfree.shared_memory", "gilfree.util",
+    "gilfree.reduction", "gilfree.heap", "gilfree.dummy", "gilfree.resource_tracker",
+    "gilfree._core",
 ]
 
 autodoc_typehints = "signature"

@@ -269,16 +269,19 @@ GF_EXTERN int gf_event_is_set(const gf_event *e);
 GF_EXTERN int gf_event_wait(gf_event *e, int64_t deadline);
 
 typedef struct gf_cond {
-    uint32_t seq;
-    uint32_t waiters;
+    gf_off head;       /* the oldest waiter's node (an arena block), 0 when nobody waits */
+    uint32_t waiters;  /* nodes in the list (a snapshot, for repr) */
+    uint32_t pad;
 } gf_cond;
 GF_EXTERN int gf_cond_init(gf_cond *c);
 /* Release `m` (fully, if recursive), wait for a notify, reacquire `m` at its old depth.
  * Result 0; GF_EOWNERDEAD from reacquiring. Fails: GF_ETIMEDOUT and GF_EINTR (both with `m`
- * held again), GF_EPERM (m not held by the caller). */
+ * held again), GF_EPERM (m not held by the caller), GF_ENOSPC (no memory for the wait node). */
 GF_EXTERN int gf_cond_wait(gf_arena *a, gf_cond *c, gf_mutex *m, int64_t deadline);
-/* Wake up to n waiters (n = UINT32_MAX: all). */
-GF_EXTERN void gf_cond_notify(gf_cond *c, uint32_t n);
+/* Wake up the n oldest waiters (n = UINT32_MAX: all); exactly min(n, waiting) are released.
+ * The caller must hold `m`, the mutex the waiters use. Result: the number released.
+ * Fails: GF_EPERM (m not held by the caller). */
+GF_EXTERN int gf_cond_notify(gf_arena *a, gf_cond *c, gf_mutex *m, uint32_t n);
 
 typedef struct gf_barrier {
     uint32_t parties;

@@ -2,7 +2,9 @@
 # The whole test suite: C core tests under ASan+UBSan (with the standalone fuzz drivers and the
 # C examples), the lock/ring tests under TSan, valgrind on the arena and ring tests, libFuzzer on
 # the frame and ring parsers, then pytest on the installed package (which runs the seed
-# examples and the documentation's code blocks too), with the documentation site built in between.
+# examples and the documentation's code blocks too), with the documentation site built in between,
+# and the conformance gate (CPython's own multiprocessing suite run against gilfree,
+# tests/conformance/).
 export GILFREE_NEED_VALGRIND=1 GILFREE_NEED_CLANG=1
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 "$VPY" -m pip install -q -r "$ROOT/requirements/test.txt"
@@ -28,6 +30,20 @@ echo "== Python package"
 echo "== Documentation (Sphinx -W: docs/ -> build/docs-html)"
 rm -rf "$ROOT/build/docs-html"
 "$VPY" -m sphinx -W --keep-going -q -b html "$ROOT/docs" "$ROOT/build/docs-html"
+
+echo "== Conformance: CPython's test._test_multiprocessing on gilfree (fork; spawn: processes group)"
+# The interpreter's own multiprocessing suite; Debian ships it in libpython3.X-testsuite.
+if ! "$VPY" -c 'import test._test_multiprocessing' >/dev/null 2>&1; then
+    pyver="$("$VPY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "libpython$pyver-testsuite"
+fi
+# Fails on a regression from tests/conformance/baseline.json, a hang or a /dev/shm entry left.
+"$VPY" "$ROOT/tests/conformance/run_mp_suite.py" --check --start fork
+"$VPY" "$ROOT/tests/conformance/run_mp_suite.py" --check --start spawn --only processes
+
+echo "== Python suite"
 # Run from tests/ so that the source tree is not shadowing the installed package.
 cd "$ROOT/tests"
 exec "$VPY" -m pytest -p no:cacheprovider -q python "$@"

@@ -159,7 +159,22 @@ gf_off gf__dict_find(gf_arena *a, uint64_t t, uint64_t h, const void *key, size_
     return 0;
 }
 
-/* Allocate and fill an entry (links left unset). Result 0 and *out. Fails: GF_ENOSPC. */
+/* A new key's place in insertion order: CLOCK_MONOTONIC nanoseconds (the same clock in every
+ * process), made strictly increasing per thread. Inserts that follow one another (in one
+ * thread, or ordered between threads or processes by any synchronisation, which takes far more
+ * than a nanosecond) get increasing values; equal values come only from concurrent inserts,
+ * which snapshots order by entry offset. No shared counter: two processes inserting distinct
+ * keys still share no cache line. Result: the order value, never fails. */
+static uint64_t gf__dict_order_next(void) {
+    static __thread uint64_t last;
+    uint64_t now = (uint64_t)gf_now_ns();
+    if (now <= last) now = last + 1;
+    last = now;
+    return now;
+}
+
+/* Allocate and fill an entry (links and order left unset). Result 0 and *out. Fails:
+ * GF_ENOSPC. */
 int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, const void *val,
                      size_t vlen, gf_off *out) {
     if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4) return GF_ENOSPC;
@@ -171,6 +186,7 @@ int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, cons
     p->hash = h;
     p->klen = klen;
     p->vlen = vlen;
+    p->order = 0; /* set when it is linked as a new key, or copied from the entry it replaces */
     if (klen) memcpy(p->data, key, klen);
     if (vlen) memcpy(p->data + klen, val, vlen);
     *out = e;
@@ -262,6 +278,7 @@ int gf__dict_insert_locked(gf_arena *a, gf__dict *d, unsigned s, gf_off ne, gf_o
     unsigned w = (unsigned)(t & 1);
     gf__dent *p = gf__ent(a, ne);
     uint64_t *head = &tab->b[gf__bucket(p->hash, tab->nbuckets)];
+    p->order = gf__dict_order_next(); /* a new key: the end of the insertion order */
     p->next[w] = gf__link_load(head);
     gf__link_store(head, ne); /* commit: the new entry heads its chain */
     GF__CP(GF__CP_INSERT_COMMITTED);

@@ -11,7 +11,9 @@
  *   (a gf_mutex, the stripe's entry count, its seq, its table and a resize's pending array).
  *   stripe table: packed {offset of a gf__dtab bucket array | which `next` field chains use
  *   (bit 0)}, 0 until the stripe's first insert.
- *   entry: one arena block {next[2], hash, klen, vlen, key bytes, value bytes}.
+ *   entry: one arena block {next[2], hash, klen, vlen, order, key bytes, value bytes}; `order`
+ *   puts the keys in insertion order (as a dict's): snapshots (keys, items, iteration) are
+ *   sorted by it, a replace keeps it, a delete then insert moves the key to the end.
  *   A key's stripe is the low GF__NS_BITS bits of its hash; its bucket in the stripe's table the
  *   bits above them.
  *
@@ -102,6 +104,7 @@ typedef struct gf__dent {
     uint64_t hash;
     uint64_t klen;
     uint64_t vlen;
+    uint64_t order;       /* the key's place in insertion order (see gf__dict_ent_new) */
     unsigned char data[]; /* key, then value */
 } gf__dent;
 

@@ -51,8 +51,36 @@ void gf_snap_free(gf_snap *s) {
     s->len = s->count = 0;
 }
 
-/* A consistent copy of the dict (every stripe held while copying). Result 0. Fails:
- * GF_ENOMEM, GF_EINTR, GF_EINVAL. */
+/* An entry's place in a snapshot. */
+typedef struct {
+    uint64_t order;
+    gf_off e;
+} gf__snap_ent;
+
+/* qsort order: insertion order, then (concurrent inserts of one nanosecond) entry offset. */
+static int gf__snap_ent_cmp(const void *x, const void *y) {
+    const gf__snap_ent *p = x, *q = y;
+    if (p->order != q->order) return p->order < q->order ? -1 : 1;
+    return p->e < q->e ? -1 : p->e > q->e;
+}
+
+/* Every entry of the dict (stripes held by the caller) into ents[] (n of them, counted by
+ * the caller), sorted in insertion order. */
+static void gf__snap_collect(gf_arena *a, gf__dict *d, gf__snap_ent *ents, size_t n) {
+    size_t i = 0;
+    for (unsigned s = 0; s < GF__NS; s++) {
+        uint64_t t = gf__table(&d->stripe[s]);
+        gf__dtab *tab = gf__tab(a, t);
+        unsigned w = (unsigned)(t & 1);
+        for (uint64_t b = 0; tab && b < tab->nbuckets; b++)
+            for (gf_off e = tab->b[b]; e && i < n; e = gf__ent(a, e)->next[w])
+                ents[i++] = (gf__snap_ent){gf__ent(a, e)->order, e};
+    }
+    qsort(ents, i, sizeof *ents, gf__snap_ent_cmp);
+}
+
+/* A consistent copy of the dict in insertion order (every stripe held while copying). Result
+ * 0. Fails: GF_ENOMEM, GF_EINTR, GF_EINVAL. */
 int gf_dict_snapshot(gf_arena *a, gf_off doff, unsigned what, gf_snap *out) {
     gf__dict *d = gf__dict_at(a, doff);
     if (!d || !out) return GF_EINVAL;
@@ -61,7 +89,7 @@ int gf_dict_snapshot(gf_arena *a, gf_off doff, unsigned what, gf_snap *out) {
     int r = gf__dict_lock_all_user(a, d);
     if (r < 0) return r;
     /* Size it first, so the copy is one allocation. */
-    size_t total = 0;
+    size_t total = 0, n = 0;
     for (unsigned s = 0; s < GF__NS; s++) {
         uint64_t t = gf__table(&d->stripe[s]);
         gf__dtab *tab = gf__tab(a, t);
@@ -71,26 +99,25 @@ int gf_dict_snapshot(gf_arena *a, gf_off doff, unsigned what, gf_snap *out) {
                 gf__dent *p = gf__ent(a, e);
                 total += 16 + (((what & GF_SNAP_KEYS ? p->klen : 0) +
                                 (what & GF_SNAP_VALUES ? p->vlen : 0) + 7) & ~(size_t)7);
+                n++;
             }
     }
     size_t cap = 0;
+    gf__snap_ent *ents = NULL;
     if (total) {
         out->buf = malloc(total);
-        if (!out->buf) r = GF_ENOMEM;
+        ents = malloc(n * sizeof *ents);
+        if (!out->buf || !ents) r = GF_ENOMEM;
         cap = total;
     }
-    for (unsigned s = 0; r == 0 && s < GF__NS; s++) {
-        uint64_t t = gf__table(&d->stripe[s]);
-        gf__dtab *tab = gf__tab(a, t);
-        unsigned w = (unsigned)(t & 1);
-        for (uint64_t b = 0; r == 0 && tab && b < tab->nbuckets; b++)
-            for (gf_off e = tab->b[b]; r == 0 && e; e = gf__ent(a, e)->next[w]) {
-                gf__dent *p = gf__ent(a, e);
-                r = gf__snap_put(out, &cap, p->data, what & GF_SNAP_KEYS ? p->klen : 0,
-                                 p->data + p->klen, what & GF_SNAP_VALUES ? p->vlen : 0);
-            }
+    if (r == 0 && n) gf__snap_collect(a, d, ents, n);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        gf__dent *p = gf__ent(a, ents[i].e);
+        r = gf__snap_put(out, &cap, p->data, what & GF_SNAP_KEYS ? p->klen : 0,
+                         p->data + p->klen, what & GF_SNAP_VALUES ? p->vlen : 0);
     }
     gf__dict_unlock_all(a, d);
+    free(ents);
     if (r < 0) gf_snap_free(out);
     return r;
 }

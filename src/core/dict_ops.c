@@ -27,6 +27,7 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
     gf_off old = gf__dict_find(a, t, h, key, klen, &link), old_tab = 0;
     if (old) {
         gf__ent(a, ne)->next[t & 1] = gf__ent(a, old)->next[t & 1];
+        gf__ent(a, ne)->order = gf__ent(a, old)->order; /* a replace keeps the key's place */
         gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
         GF__CP(GF__CP_REPLACE_COMMITTED);
         gf__seq_bump(st); /* old is freed below */
@@ -222,6 +223,7 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
         to_free = old;
         if (old && ne) { /* replace */
             gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
+            gf__ent(a, ne)->order = gf__ent(a, old)->order;
             gf__link_store(link, ne); /* commit */
             gf__seq_bump(st);
         } else if (old) { /* delete */

@@ -31,7 +31,9 @@ static int gf__get_fast_once(gf_arena *a, gf__dstripe *st, uint64_t h, const voi
     if (nb == 0 || (nb & (nb - 1)) || nb > (size - toff - sizeof(gf__dtab)) / 8) return -2;
     gf_off e = atomic_load_explicit(GF_A64(&tab->b[gf__bucket(h, nb)]), memory_order_acquire);
     for (unsigned steps = 0; e; steps++) {
-        if (steps > 64 || e < GF_CACHELINE || e > size - sizeof(gf__dent)) return -2;
+        /* A stale link read from reused memory may hold anything: also refuse an offset no
+         * entry can have (entries are 8-byte aligned), before reading through it. */
+        if (steps > 64 || e < GF_CACHELINE || e > size - sizeof(gf__dent) || (e & 7)) return -2;
         gf__dent *p = (gf__dent *)(base + e);
         uint64_t room = size - e - sizeof(gf__dent);
         if (atomic_load_explicit(GF_A64(&p->hash), memory_order_relaxed) == h &&

@@ -168,77 +168,143 @@ int gf_event_wait(gf_event *e, int64_t deadline) {
 /* ------------------------------------------------------------------------------------------ */
 /* Condition variable                                                                          */
 /* ------------------------------------------------------------------------------------------ */
-/* seq is bumped by every notify that finds waiters; a waiter reads it while still holding the
- * mutex and sleeps while it is unchanged. notify(n) wakes n sleepers; a waiter that is between
- * its unlock and its sleep (or still spinning) also sees the bump and returns, so a notify can
- * occasionally release more than n waiters: a spurious wake-up, which Condition allows. */
+/* threading.Condition's algorithm in shared memory: every waiter links a node of its own (an
+ * arena block) at the end of the condition's FIFO list and sleeps on the node's own futex word;
+ * notify(n) unlinks the n oldest nodes, marks each notified and wakes its sleeper. So exactly
+ * min(n, waiting) waiters are released, the oldest first, and a waiter that starts waiting after
+ * a notify never takes a wake-up meant for an earlier one.
+ *
+ * Every change to the list (and to `waiters`) is made holding the mutex the condition is used
+ * with: a waiter links its node before it unlocks and unlinks it (after a timeout or a signal)
+ * after it has re-locked; a notifier must hold the mutex. So the mutex orders all of them, and
+ * a notified waiter frees its node only after it has the mutex back, i.e. after the notifier is
+ * done with the node. No lost wake-up: the notifier stores state = 1 before its futex wake, and
+ * the waiter's FUTEX_WAIT re-reads the word in the kernel.
+ *
+ * Crash-safety: each change of the list is one store (append: the last `next` or `head`;
+ * unlink: the predecessor's link), so a process killed anywhere, holding the mutex or not,
+ * leaves a well-formed list (the mutex's next holder gets GF_EOWNERDEAD). A node whose waiter
+ * died is unlinked and freed by the next notify that reaches it, without counting it as woken;
+ * `waiters` may then stay off by one (it is only a snapshot for repr). There is no tail
+ * pointer (it could not be kept right across a kill with single stores): an append walks the
+ * list, O(waiters), which is a handful in practice. */
+
+typedef struct gf__cond_node {
+    uint32_t state; /* futex word: 0 waiting, 1 notified (set by the notifier, under the mutex) */
+    uint32_t ident; /* the waiter's gf__self_ident, to detect a dead waiter */
+    gf_off next;    /* the next (younger) waiter's node, 0 at the end */
+} gf__cond_node;
 
 /* Initialise. Result 0. */
 int gf_cond_init(gf_cond *c) {
-    atomic_store_explicit(GF_A32(&c->waiters), 0, memory_order_relaxed);
-    atomic_store_explicit(GF_A32(&c->seq), 0, memory_order_release);
+    c->head = 0;
+    c->pad = 0;
+    atomic_store_explicit(GF_A32(&c->waiters), 0, memory_order_release);
     return 0;
+}
+
+/* The link (c->head or a node's next) that points at `off`, or NULL if `off` is not listed.
+ * Called holding the mutex. */
+static gf_off *gf__cond_link_of(gf_arena *a, gf_cond *c, gf_off off) {
+    gf_off *link = &c->head;
+    while (*link && *link != off) link = &((gf__cond_node *)gf__ptr(a, *link))->next;
+    return *link ? link : NULL;
+}
+
+/* Link node `off` at the end of the list (one store commits it). Called holding the mutex. */
+static void gf__cond_append(gf_arena *a, gf_cond *c, gf_off off) {
+    gf_off *link = &c->head;
+    while (*link) link = &((gf__cond_node *)gf__ptr(a, *link))->next;
+    /* Relaxed: readers of the list hold the mutex, whose release publishes the node. */
+    atomic_store_explicit(GF_A64(link), off, memory_order_relaxed);
+    atomic_fetch_add_explicit(GF_A32(&c->waiters), 1, memory_order_relaxed);
+}
+
+/* Unlink node `off` if it is listed (one store). Called holding the mutex. */
+static void gf__cond_unlink(gf_arena *a, gf_cond *c, gf_off off) {
+    gf_off *link = gf__cond_link_of(a, c, off);
+    if (!link) return;
+    *link = ((gf__cond_node *)gf__ptr(a, off))->next;
+    atomic_fetch_sub_explicit(GF_A32(&c->waiters), 1, memory_order_relaxed);
+}
+
+/* Sleep until node `n` is notified or `deadline`. Result 0 (notified), GF_ETIMEDOUT, GF_EINTR
+ * (the caller re-checks the node under the mutex: a notify that arrived meanwhile counts). */
+static int gf__cond_sleep(gf__cond_node *n, int64_t deadline) {
+    int64_t now = deadline > 0 ? gf_now_ns() : 0;
+    if (now >= deadline) return GF_ETIMEDOUT;
+    if (gf__spin_while_eq(&n->state, 0, gf__spin_budget(deadline, now))) return 0;
+    for (;;) {
+        int r = gf__futex_wait(&n->state, 0, deadline);
+        /* Acquire: pairs with the notifier's release store. */
+        if (atomic_load_explicit(GF_A32(&n->state), memory_order_acquire) != 0) return 0;
+        if (r < 0) return r; /* GF_ETIMEDOUT, GF_EINTR */
+    }
 }
 
 /* Release `m` (fully, if recursive), wait for a notify, re-acquire `m` at its old depth --
  * always, even after a timeout or a signal. Result 0; GF_EOWNERDEAD when re-acquiring found
  * the mutex's holder dead. Fails: GF_ETIMEDOUT and GF_EINTR (both with `m` held again),
- * GF_EPERM (m not held by the caller; then nothing was done). */
+ * GF_EPERM (m not held by the caller), GF_ENOSPC (no memory for the wait node); after those
+ * two nothing was done. */
 int gf_cond_wait(gf_arena *a, gf_cond *c, gf_mutex *m, int64_t deadline) {
     if (!gf_mutex_is_mine(a, m)) return GF_EPERM;
-    /* Relaxed: we hold the mutex, and notifiers (which hold it too) bump seq under it, so the
-     * mutex orders the read; a notify after our unlock changes seq from this value. */
-    uint32_t seq = atomic_load_explicit(GF_A32(&c->seq), memory_order_relaxed);
-    /* seq_cst: the Dekker half of the waiter, against a notifier not holding the mutex. */
-    atomic_fetch_add_explicit(GF_A32(&c->waiters), 1, memory_order_seq_cst);
+    gf_off off;
+    int r = gf_alloc(a, sizeof(gf__cond_node), &off);
+    if (r < 0) return r;
+    gf__cond_node *n = gf__ptr(a, off);
+    n->state = 0;
+    n->ident = gf__self_ident(a);
+    n->next = 0;
+    gf__cond_append(a, c, off);
     uint32_t depth;
-    int r = gf_mutex_unlock_all(a, m, &depth);
-    if (r < 0) {
-        atomic_fetch_sub_explicit(GF_A32(&c->waiters), 1, memory_order_relaxed);
+    r = gf_mutex_unlock_all(a, m, &depth);
+    if (r < 0) { /* cannot happen: we hold m */
+        gf__cond_unlink(a, c, off);
+        gf_free(a, off);
         return r;
     }
-
-    int64_t now = deadline > 0 ? gf_now_ns() : 0;
-    if (now >= deadline) {
-        r = atomic_load_explicit(GF_A32(&c->seq), memory_order_acquire) != seq ? 0 : GF_ETIMEDOUT;
-    } else if (gf__spin_while_eq(&c->seq, seq, gf__spin_budget(deadline, now))) {
-        r = 0;
-    } else {
-        for (;;) {
-            r = gf__futex_wait(&c->seq, seq, deadline);
-            /* Acquire: pairs with the notifier's bump. */
-            bool moved = atomic_load_explicit(GF_A32(&c->seq), memory_order_acquire) != seq;
-            if (r == 0 && !moved) continue; /* spurious futex wake-up */
-            /* A notify that arrived counts, even if a timeout or a signal (or the interrupt
-             * slice) ended the sleep: returning GF_EINTR would make the caller wait again and
-             * lose it. The signal is handled at the caller's next check anyway. */
-            if ((r == GF_ETIMEDOUT || r == GF_EINTR) && moved) r = 0;
-            break;
-        }
-    }
-    atomic_fetch_sub_explicit(GF_A32(&c->waiters), 1, memory_order_relaxed);
+    r = gf__cond_sleep(n, deadline);
 
     /* Re-acquire, whatever happened. A signal during the re-acquire is not reported (the
      * caller must get the mutex back, and a notify we consumed must not be lost): CPython
      * handles the pending signal at its next check anyway. */
-    for (;;) {
-        int r2 = gf_mutex_lock_depth(a, m, depth, GF_FOREVER);
-        if (r2 == GF_EINTR) continue;
-        if (r2 == GF_EOWNERDEAD) return GF_EOWNERDEAD;
-        if (r2 < 0) return r2; /* cannot happen: FOREVER, depth from unlock_all */
-        break;
+    int r2;
+    do r2 = gf_mutex_lock_depth(a, m, depth, GF_FOREVER);
+    while (r2 == GF_EINTR);
+    /* Holding m: the node's state is final. Not notified (timeout, signal): unlink it. */
+    if (atomic_load_explicit(GF_A32(&n->state), memory_order_acquire) != 0) {
+        r = 0;
+    } else {
+        gf__cond_unlink(a, c, off);
+        if (r == 0) r = GF_ETIMEDOUT; /* cannot happen: sleep returns 0 only when notified */
     }
-    return r;
+    gf_free(a, off);
+    if (r2 == GF_EOWNERDEAD) return GF_EOWNERDEAD;
+    return r2 < 0 ? r2 : r; /* r2 < 0 cannot happen: FOREVER, depth from unlock_all */
 }
 
-/* Wake up to n waiters (UINT32_MAX: all). */
-void gf_cond_notify(gf_cond *c, uint32_t n) {
-    if (n == 0) return;
-    /* seq_cst: the Dekker half of the waker. No waiters: no bump, no system call. */
-    if (atomic_load_explicit(GF_A32(&c->waiters), memory_order_seq_cst) == 0) return;
-    /* seq_cst: release for the notifier's writes, and ordered with the waiters' loads. */
-    atomic_fetch_add_explicit(GF_A32(&c->seq), 1, memory_order_seq_cst);
-    gf__futex_wake(&c->seq, n > INT32_MAX ? INT32_MAX : (int)n);
+/* Wake up the n oldest waiters (UINT32_MAX: all); the caller holds `m`, the mutex the waiters
+ * use. Nodes of waiters that died are unlinked and freed on the way, not counted. Result: the
+ * number of waiters released (0..n). Fails: GF_EPERM (m not held by the caller). */
+int gf_cond_notify(gf_arena *a, gf_cond *c, gf_mutex *m, uint32_t n) {
+    if (!gf_mutex_is_mine(a, m)) return GF_EPERM;
+    uint32_t woken = 0;
+    while (woken < n && c->head) {
+        gf_off off = c->head;
+        gf__cond_node *node = gf__ptr(a, off);
+        c->head = node->next; /* unlinked: one store */
+        atomic_fetch_sub_explicit(GF_A32(&c->waiters), 1, memory_order_relaxed);
+        if (!gf__ident_alive(a, node->ident)) {
+            gf_free(a, off); /* its waiter died: nobody will */
+            continue;
+        }
+        /* Release: the notifier's writes before notify are visible to the woken waiter. */
+        atomic_store_explicit(GF_A32(&node->state), 1, memory_order_release);
+        gf__futex_wake(&node->state, 1);
+        woken++;
+    }
+    return (int)woken;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -100,7 +100,9 @@ static PyObject *cond_notify(PyObject *self, PyObject *args, PyObject *kw) {
         PyErr_SetString(PyExc_AssertionError, "lock is not owned");
         return NULL;
     }
-    if (n > 0) gf_cond_notify(SELF_C(self), n >= (Py_ssize_t)UINT32_MAX ? UINT32_MAX : (uint32_t)n);
+    if (n > 0)
+        gf_cond_notify(st->arena, SELF_C(self), GF_MUTEX_OF(LOCK_OF(self)),
+                       n >= (Py_ssize_t)UINT32_MAX ? UINT32_MAX : (uint32_t)n);
     Py_RETURN_NONE;
 }
 
@@ -110,7 +112,7 @@ static PyObject *cond_notify_all(PyObject *self, PyObject *Py_UNUSED(a)) {
         PyErr_SetString(PyExc_AssertionError, "lock is not owned");
         return NULL;
     }
-    gf_cond_notify(SELF_C(self), UINT32_MAX);
+    gf_cond_notify(st->arena, SELF_C(self), GF_MUTEX_OF(LOCK_OF(self)), UINT32_MAX);
     Py_RETURN_NONE;
 }
 

@@ -220,15 +220,18 @@ out:
 }
 
 /* poll(timeout=0.0) -> bool: a message is waiting, or the connection reached EOF. */
-PyObject *gf__conn_poll(RingObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "poll() takes at most 1 argument");
+PyObject *gf__conn_poll(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames) {
+    Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nk > 1 ||
+        (nk && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout"))) {
+        PyErr_SetString(PyExc_TypeError, "poll() takes at most 1 argument (timeout)");
         return NULL;
     }
     if (gf__ring_check_rx(self) < 0) return NULL;
     gf_state *st = gf_state_of((PyObject *)self);
     if (self->pending_exc || gf_ring_count(st->arena, self->rx) > 0) Py_RETURN_TRUE;
-    PyObject *timeout = nargs ? args[0] : NULL;
+    PyObject *timeout = nargs + nk ? args[0] : NULL;
     int64_t deadline = 0;
     if (timeout == Py_None) {
         deadline = GF_FOREVER;

@@ -193,13 +193,99 @@ static PyObject *dict_items(PyObject *self, PyObject *Py_UNUSED(a)) {
     return dict_snapshot_list(self, GF_SNAP_KEYS | GF_SNAP_VALUES);
 }
 
+/* iter(d): the keys in insertion order (a snapshot taken by iter()), as a dict's iterator:
+ * next() raises RuntimeError while the dict's size differs from the size at iter() (in any
+ * process), and an exhausted iterator stays exhausted. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict; /* NULL once exhausted */
+    PyObject *keys; /* the snapshot (a list) */
+    Py_ssize_t pos;
+    Py_ssize_t len; /* the dict's size at iter() */
+} dict_iter_obj;
+
 static PyObject *dict_iter(PyObject *self) {
+    gf_state *st = gf_cst(self);
     PyObject *lst = dict_snapshot_list(self, GF_SNAP_KEYS);
     if (!lst) return NULL;
-    PyObject *it = PyObject_GetIter(lst);
-    Py_DECREF(lst);
-    return it;
+    dict_iter_obj *it = PyObject_GC_New(dict_iter_obj, st->DictIter_type);
+    if (!it) {
+        Py_DECREF(lst);
+        return NULL;
+    }
+    it->dict = Py_NewRef(self);
+    it->keys = lst;
+    it->pos = 0;
+    it->len = PyList_GET_SIZE(lst);
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
 }
+
+static PyObject *dict_iter_next(PyObject *op) {
+    dict_iter_obj *it = (dict_iter_obj *)op;
+    if (!it->dict) return NULL;
+    Py_ssize_t n = dict_length(it->dict);
+    if (n < 0) return NULL;
+    if (n != it->len) {
+        PyErr_SetString(PyExc_RuntimeError, "dictionary changed size during iteration");
+        return NULL;
+    }
+    if (it->pos < PyList_GET_SIZE(it->keys))
+        return Py_NewRef(PyList_GET_ITEM(it->keys, it->pos++));
+    Py_CLEAR(it->dict);
+    Py_CLEAR(it->keys);
+    return NULL;
+}
+
+static PyObject *dict_iter_length_hint(PyObject *op, PyObject *Py_UNUSED(a)) {
+    dict_iter_obj *it = (dict_iter_obj *)op;
+    return PyLong_FromSsize_t(it->keys ? PyList_GET_SIZE(it->keys) - it->pos : 0);
+}
+
+static int dict_iter_traverse(PyObject *op, visitproc visit, void *arg) {
+    dict_iter_obj *it = (dict_iter_obj *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(it->dict);
+    Py_VISIT(it->keys);
+    return 0;
+}
+
+static int dict_iter_clear(PyObject *op) {
+    dict_iter_obj *it = (dict_iter_obj *)op;
+    Py_CLEAR(it->dict);
+    Py_CLEAR(it->keys);
+    return 0;
+}
+
+static void dict_iter_dealloc(PyObject *op) {
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    dict_iter_clear(op);
+    PyObject_GC_Del(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef dict_iter_methods[] = {
+    {"__length_hint__", dict_iter_length_hint, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot dict_iter_slots[] = {
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, dict_iter_next},
+    {Py_tp_methods, dict_iter_methods},
+    {Py_tp_traverse, dict_iter_traverse},
+    {Py_tp_clear, dict_iter_clear},
+    {Py_tp_dealloc, dict_iter_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec dict_iter_spec = {
+    .name = "gilfree._core.SharedDictIterator",
+    .basicsize = sizeof(dict_iter_obj),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = dict_iter_slots,
+};
 
 /* copy(): a plain dict. */
 static PyObject *dict_copy(PyObject *self, PyObject *Py_UNUSED(a)) {
@@ -593,8 +679,11 @@ static PyType_Spec dict_spec = {
     .slots = dict_slots,
 };
 
-/* Create the SharedDict type (after ContainerLock: clock.c). Result 0 or -1. */
+/* Create the SharedDict type and its iterator's (after ContainerLock: clock.c). Result 0 or
+ * -1. */
 int gf__dict_register(PyObject *m, gf_state *st) {
+    st->DictIter_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &dict_iter_spec, NULL);
+    if (!st->DictIter_type) return -1;
     st->Dict_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &dict_spec, NULL);
     if (!st->Dict_type) return -1;
     return PyModule_AddType(m, st->Dict_type);

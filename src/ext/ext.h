@@ -48,6 +48,7 @@ typedef struct gf_state {
     PyTypeObject *SharedBuffer_type;
     PyTypeObject *BlockView_type;
     PyTypeObject *Dict_type;
+    PyTypeObject *DictIter_type;
     PyTypeObject *List_type;
     PyTypeObject *Pool_type;
     PyTypeObject *Proc_type;

@@ -503,13 +503,14 @@ static PyObject *list_repeat(PyObject *self, Py_ssize_t n) {
     return r;
 }
 
-static PyObject *list_iter(PyObject *self) {
-    PyObject *all = list_copy(self, NULL);
-    if (!all) return NULL;
-    PyObject *it = PyObject_GetIter(all);
-    Py_DECREF(all);
-    return it;
+/* sq_item: the item at index i (i >= 0; what the iterator reads). */
+static PyObject *list_sq_item(PyObject *self, Py_ssize_t i) {
+    return list_item(gf_cst(self), self, (int64_t)i);
 }
+
+/* iter(l): live, as a list's iterator: item i is read when next() reaches it (changes made
+ * meanwhile, by any process, are seen) and it ends at the first index past the end. */
+static PyObject *list_iter(PyObject *self) { return PySeqIter_New(self); }
 
 static PyObject *list_reversed(PyObject *self, PyObject *Py_UNUSED(a)) {
     PyObject *all = list_copy(self, NULL);
@@ -643,6 +644,7 @@ static PyType_Slot list_slots[] = {
     {Py_mp_subscript, list_subscript},
     {Py_mp_ass_subscript, list_ass_subscript},
     {Py_sq_length, list_length},
+    {Py_sq_item, list_sq_item},
     {Py_sq_contains, list_contains},
     {Py_sq_concat, list_concat},
     {Py_sq_repeat, list_repeat},

@@ -108,6 +108,7 @@ static int mod_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->SharedBuffer_type);
     Py_VISIT(st->BlockView_type);
     Py_VISIT(st->Dict_type);
+    Py_VISIT(st->DictIter_type);
     Py_VISIT(st->List_type);
     Py_VISIT(st->Pool_type);
     Py_VISIT(st->Proc_type);
@@ -132,6 +133,7 @@ static int mod_clear(PyObject *m) {
     Py_CLEAR(st->SharedBuffer_type);
     Py_CLEAR(st->BlockView_type);
     Py_CLEAR(st->Dict_type);
+    Py_CLEAR(st->DictIter_type);
     Py_CLEAR(st->List_type);
     Py_CLEAR(st->Pool_type);
     Py_CLEAR(st->Proc_type);

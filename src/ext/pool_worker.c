@@ -45,6 +45,24 @@ static int worker_error(gf_state *st, pool_obj *self, const char *where, gf_enc 
     return 0;
 }
 
+/* The function pickle `key` is made once by the parent (it caches it) and loaded by every
+ * worker, but a shared handle inside it (functools.partial(f, shared_dict), a callable object
+ * holding a Lock, ...) took one reference for one receiver: each load adopts one. So a worker
+ * that loads such a pickle pickles the function once more and drops the bytes -- each handle's
+ * __reduce__ takes a reference, paying for the one its rebuild adopted (as stored values do,
+ * see value.c) -- else the workers' exits would free the object under the parent. Only
+ * pickles that mention "_rebuild" (every handle reducer does) pay this. Result 0 or -1. */
+static int pay_fn_refs(gf_state *st, PyObject *key, PyObject *fn) {
+    static const char pat[] = "_rebuild";
+    if (!PyBytes_Check(key) ||
+        !memmem(PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key), pat, sizeof pat - 1))
+        return 0;
+    PyObject *again = PyObject_CallOneArg(st->pickle_dumps, fn);
+    if (!again) return -1;
+    Py_DECREF(again);
+    return 0;
+}
+
 /* The function pickled as `key` (cached per worker). New reference or NULL. */
 static PyObject *lookup_fn(gf_state *st, PyObject *cache, PyObject *key) {
     PyObject *fn = PyDict_GetItemWithError(cache, key); /* borrowed */
@@ -55,6 +73,10 @@ static PyObject *lookup_fn(gf_state *st, PyObject *cache, PyObject *key) {
     if (PyErr_Occurred()) return NULL;
     fn = PyObject_CallOneArg(st->pickle_loads, key);
     if (!fn) return NULL;
+    if (pay_fn_refs(st, key, fn) < 0) {
+        Py_DECREF(fn);
+        return NULL;
+    }
     if (PyDict_GET_SIZE(cache) > 256) PyDict_Clear(cache);
     if (PyDict_SetItem(cache, key, fn) < 0) PyErr_Clear();
     return fn;

@@ -649,7 +649,7 @@ static PyMethodDef ring_methods[] = {
      "recv_bytes(maxlength=None) -> bytes"},
     {"recv_bytes_into", (PyCFunction)(void (*)(void))gf__conn_recv_bytes_into,
      METH_VARARGS | METH_KEYWORDS, "recv_bytes_into(buf, offset=0) -> size"},
-    {"poll", (PyCFunction)(void (*)(void))gf__conn_poll, METH_FASTCALL,
+    {"poll", (PyCFunction)(void (*)(void))gf__conn_poll, METH_FASTCALL | METH_KEYWORDS,
      "poll(timeout=0.0) -> bool (None waits forever)"},
     {"close", (PyCFunction)ring_close, METH_NOARGS, "Release this handle."},
     {"shutdown", (PyCFunction)ring_shutdown, METH_NOARGS,

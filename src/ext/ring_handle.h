@@ -177,6 +177,7 @@ PyObject *gf__conn_recv(RingObject *self, PyObject *Py_UNUSED(a));
 PyObject *gf__conn_send_bytes(RingObject *self, PyObject *args, PyObject *kw);
 PyObject *gf__conn_recv_bytes(RingObject *self, PyObject *args, PyObject *kw);
 PyObject *gf__conn_recv_bytes_into(RingObject *self, PyObject *args, PyObject *kw);
-PyObject *gf__conn_poll(RingObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *gf__conn_poll(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames);
 
 #endif /* GF_RING_HANDLE_H */

@@ -61,15 +61,26 @@ _LAZY = {
     "TaskTimeoutError": ("gilfree.pool", "TaskTimeoutError"),
     "Executor": ("gilfree.futures", "Executor"),
     "ProcessPoolExecutor": ("gilfree.futures", "ProcessPoolExecutor"),
-    "SharedDict": ("gilfree.managers", "SharedDict"),
-    "SharedList": ("gilfree.managers", "SharedList"),
+    "SharedDict": ("gilfree.containers", "SharedDict"),
+    "SharedList": ("gilfree.containers", "SharedList"),
     "shared_array": ("gilfree.shared_memory", "shared_array"),
+    # submodules, as attributes (as multiprocessing.util etc. are)
     "managers": ("gilfree.managers", None),
     "shared_memory": ("gilfree.shared_memory", None),
     "futures": ("gilfree.futures", None),
     "pool": ("gilfree.pool", None),
+    "util": ("gilfree.util", None),
+    "reduction": ("gilfree.reduction", None),
+    "heap": ("gilfree.heap", None),
+    "dummy": ("gilfree.dummy", None),
+    "resource_tracker": ("gilfree.resource_tracker", None),
+    "sharedctypes": ("gilfree.sharedctypes", None),
+    "synchronize": ("gilfree.synchronize", None),
+    "containers": ("gilfree.containers", None),
 }
-__all__ += [n for n in _LAZY if n not in ("futures", "pool")]
+_SUBMODULES = ("managers", "shared_memory", "futures", "pool", "util", "reduction", "heap",
+               "dummy", "resource_tracker", "sharedctypes", "synchronize", "containers")
+__all__ += [n for n in _LAZY if n not in _SUBMODULES]
 
 
 def __getattr__(name):

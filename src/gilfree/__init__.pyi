@@ -6,8 +6,16 @@ from multiprocessing import BufferTooShort as BufferTooShort
 from typing import Any
 
 from gilfree import connection as connection
+from gilfree import containers as containers
+from gilfree import dummy as dummy
+from gilfree import heap as heap
 from gilfree import managers as managers
+from gilfree import reduction as reduction
+from gilfree import resource_tracker as resource_tracker
 from gilfree import shared_memory as shared_memory
+from gilfree import sharedctypes as sharedctypes
+from gilfree import synchronize as synchronize
+from gilfree import util as util
 from gilfree._core import OwnerDeadError as OwnerDeadError
 from gilfree._core import ProtocolError as ProtocolError
 from gilfree.connection import Connection
@@ -22,8 +30,8 @@ from gilfree.context import get_start_method as get_start_method
 from gilfree.context import set_start_method as set_start_method
 from gilfree.futures import Executor as Executor
 from gilfree.futures import ProcessPoolExecutor as ProcessPoolExecutor
-from gilfree.managers import SharedDict as SharedDict
-from gilfree.managers import SharedList as SharedList
+from gilfree.containers import SharedDict as SharedDict
+from gilfree.containers import SharedList as SharedList
 from gilfree.managers import LocalSyncManager
 from gilfree.pool import Pool as Pool
 from gilfree.pool import TaskTimeoutError as TaskTimeoutError

@@ -72,3 +72,21 @@ class _Chunker:
                 per_worker = min(max(1 + math.ceil(self.QUEUE_NS / chunk_ns), self.INFLIGHT),
                                  self.MAX_INFLIGHT)
             self.max_inflight = self.nw * per_worker
+
+
+class _FixedChunks(_Chunker):
+    """The chunk plan of a map with a fixed chunksize: every chunk has `chunksize` items (the
+    last one what is left), and as many go out as the mailboxes take; the rest follows as
+    results free them (so that map_async never blocks, as the standard library's)."""
+
+    def __init__(self, items, n, nworkers, chunksize):
+        super().__init__(items, n, nworkers)
+        self.chunksize = chunksize
+        self.max_inflight = 1 << 62
+
+    def size(self):
+        self.last = min(self.chunksize, self.n - self.next)
+        return self.last
+
+    def observe(self, k, elapsed):
+        pass

@@ -121,8 +121,11 @@ AsyncResult = ApplyResult
 
 class MapResult(ApplyResult):
     """The AsyncResult of map_async/starmap_async (multiprocessing.pool.MapResult): get()
-    returns the list of results in input order; the first failing chunk fails the whole
-    map, and its chunks still queued are cancelled."""
+    returns the list of results in input order; the first failing chunk fails the whole map.
+    As with the standard library, the map's other chunks still run (their results are
+    dropped): only an interrupted map() (Ctrl-C while it waits) cancels its queued chunks.
+    Chunks are sent by its plan (pool._Chunker: adaptive, or _FixedChunks), as many as the
+    mailboxes take, the rest as results free them."""
 
     def __init__(self, pool, length, nchunks, callback=None, error_callback=None, progress=None,
                  plan=None):
@@ -139,14 +142,16 @@ class MapResult(ApplyResult):
         self._task_timeout = None
         self._retries = 0
         self._nchunks = nchunks
+        self._cancelled = False   # map() interrupted: send nothing more
         if length == 0:
             self._set(True, self._value)
 
     def _refill(self, block):
-        """Adaptive mode: send chunks until INFLIGHT per worker are out. One thread at a time
-        submits; another one finding it busy returns (the busy one re-checks under the lock
-        before it lets go). block=False: when every mailbox is full, retry after the next
-        results (pool._starved) instead of waiting."""
+        """Send chunks until the plan's in-flight limit (adaptive: INFLIGHT per worker) is
+        out. One thread at a time submits; another one finding it busy returns (the busy one
+        re-checks under the lock before it lets go). block=False: when every mailbox is full,
+        retry after the next results (pool._starved) instead of waiting. A failed map goes on
+        sending (its work still runs, as the stdlib's); a cancelled one stops."""
         plan = self._plan
         pool = self._pool
         mine = False
@@ -154,9 +159,10 @@ class MapResult(ApplyResult):
             with self._mlock:
                 if plan.busy and not mine:
                     return
-                if self._done or plan.next >= plan.n or plan.inflight >= plan.max_inflight:
+                if self._cancelled or plan.next >= plan.n or plan.inflight >= plan.max_inflight:
                     plan.busy = False
-                    return
+                    sent_all = plan.next >= plan.n
+                    break
                 plan.busy = mine = True
                 start = plan.next
                 size = plan.size()
@@ -184,14 +190,26 @@ class MapResult(ApplyResult):
                 return
             self._ids.append(tid)
             self._nchunks = plan.nchunks
+        if (sent_all or self._cancelled) and self._done:
+            with _evlock:
+                pool._adaptive.discard(self)
 
     def _deliver(self, start, status, value, worker):
         self._deliver_t(start, status, value, worker, 0)
 
     def _deliver_t(self, start, status, value, worker, elapsed):
-        if self._done:
-            return
         plan = self._plan
+        if self._done:
+            if plan is not None:  # a failed map's other chunks: keep its work going
+                with self._mlock:
+                    plan.inflight -= 1
+                    more = plan.next < plan.n and not plan.busy
+                if more:
+                    try:
+                        self._refill(False)
+                    except BaseException:
+                        self._cancelled = True  # (the pool stopped)
+            return
         if status == S_OK:
             k = len(value) if type(value) is not bytes else None
             if plan is not None:
@@ -225,7 +243,8 @@ class MapResult(ApplyResult):
             self._fail(_status_error(status, value, worker))
 
     def _set(self, success, value):
-        if self._plan is not None:
+        plan = self._plan
+        if plan is not None and (plan.next >= plan.n or self._cancelled):
             with _evlock:
                 self._pool._adaptive.discard(self)
         super()._set(success, value)
@@ -236,6 +255,13 @@ class MapResult(ApplyResult):
         if self._progress is not None:
             self._progress.close()
         self._set(False, exc)
+
+    def _cancel(self):
+        """Send nothing more and cancel the chunks already sent (an interrupted map())."""
+        self._cancelled = True
+        with _evlock:
+            self._pool._adaptive.discard(self)
+            self._pool._starved.discard(self)
         self._pool._cancel_ids(self._ids)
 
 
@@ -260,11 +286,7 @@ class _BatchSink:
             # the worker died under the batch: run each call alone, so that only the call
             # that kills its worker fails (calls that had run before the crash run again)
             for res, fnb, args, kwds in items:
-                try:
-                    tid = self._pool._submit(K_CALL, fnb, (args, kwds), res, 0)
-                    res._ids = (tid,)
-                except BaseException as e:
-                    res._set(False, e)
+                self._pool._submit_or_hold(K_CALL, fnb, (args, kwds), res)
             return
         for it in items:
             it[0]._set(False, _status_error(status, value, worker))
@@ -279,6 +301,9 @@ class _ImapSink:
 
     def _deliver(self, index, status, value, worker):
         self._it._arrived(index, status, value, worker)
+
+
+_SOURCE_ERROR = object()  # an IMapIterator "chunk" that is the input iterable's exception
 
 
 class IMapIterator:
@@ -323,7 +348,20 @@ class IMapIterator:
         # bounded: chunks in flight plus chunks done but not yet consumed
         while not self._exhausted and (self._inflight + len(self._done) + len(self._ready)
                                        < self._inflight_max):
-            chunk = list(itertools.islice(self._src, self._chunksize))
+            try:
+                chunk = list(itertools.islice(self._src, self._chunksize))
+            except Exception as e:
+                # the iterable raised: as with the stdlib, the results before it come out
+                # first, then next() raises it in place of its chunk (items of that chunk
+                # read before the error are dropped)
+                self._exhausted = True
+                idx = self._nsub
+                self._nsub += 1
+                if self._ordered:
+                    self._done[idx] = (_SOURCE_ERROR, e, None)
+                else:
+                    self._ready.append((_SOURCE_ERROR, e, None))
+                break
             if not chunk:
                 self._exhausted = True
                 break
@@ -339,6 +377,9 @@ class IMapIterator:
                 raise
 
     def _take(self, status, value, worker):
+        if status is _SOURCE_ERROR:
+            self._close()
+            raise value
         if status != S_OK:
             self._close()
             raise _status_error(status, value, worker)

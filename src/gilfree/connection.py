@@ -11,7 +11,8 @@ library:
 * A Connection can be sent through a gilfree Queue or Pipe to a process that is already
   running. Each pickle of a connection may be loaded once.
 * ``fileno()`` is an eventfd that is readable while messages are queued (or at EOF after a
-  close). It exists in the process that created the pipe and its forked children; use
+  close). It exists in the process that created the pipe, its forked children and the spawned
+  children it is passed to at start (as a Process argument: the fd is passed along); use
   :func:`wait` (which also handles connections without a usable fd and peers that died).
 
 ``Listener``, ``Client``, ``SocketConnection``, ``answer_challenge``, ``deliver_challenge``,
@@ -22,6 +23,7 @@ C: see :mod:`gilfree._sockets` (imported on first use, so that ``import gilfree`
 
 import selectors
 import time
+from multiprocessing.context import get_spawning_popen
 
 from gilfree import _core
 from gilfree._lazy import lazy_attributes as _lazy_attributes
@@ -61,6 +63,17 @@ class Connection(_core.Ring):
                             "Connection(handle) for a socket fd")
         from gilfree._sockets import SocketConnection
         return SocketConnection(*args, **kwargs)
+
+    def __reduce__(self):
+        # Pickled for a child being spawned (a Process argument): hand it the eventfd too, at
+        # the same number (spawn passes fds as they are), so that fileno() works there.
+        popen = get_spawning_popen()
+        if popen is not None and getattr(popen, "method", None) == "spawn":
+            try:
+                popen.duplicate_for_child(self.fileno())
+            except OSError:
+                pass  # no eventfd in this process either
+        return super().__reduce__()
 
     def __enter__(self):
         return self

@@ -2,9 +2,10 @@
 ``set_start_method``, ``get_start_method``, ``get_all_start_methods``.
 
 Every context exposes the names of the gilfree module (Process, Queue, Pipe, Pool, Lock, Value,
-...). Factories import their module lazily, so that the names defined by other parts of gilfree
-(queues, connection, pool, managers) are used as soon as those modules exist; until then the
-standard library's implementation is used with a gilfree context (its Process and locks).
+...). This module is the top of gilfree's module graph: it imports the modules whose objects its
+factories make (the heavier ones -- pool, managers, sharedctypes -- on first use) and nothing
+below imports it. The start method itself is owned by :mod:`gilfree.process` (so that what
+starts processes follows it without the contexts); ``DefaultContext`` is a view of it.
 ``fork`` is the default start method on Linux (functions defined in ``__main__`` or a notebook
 work).
 """
@@ -15,23 +16,13 @@ from multiprocessing import reduction as _reduction
 from multiprocessing.context import (AuthenticationError, BufferTooShort, ProcessError,
                                      TimeoutError)
 
+from gilfree import connection as _connection
 from gilfree import process as _process
+from gilfree import queues as _queues
 
 __all__ = ["BaseContext", "DefaultContext", "ForkContext", "SpawnContext", "ForkServerContext",
            "get_context", "get_start_method", "set_start_method", "get_all_start_methods",
            "ProcessError", "BufferTooShort", "TimeoutError", "AuthenticationError"]
-
-
-def _optional(modname, attr):
-    """gilfree.<modname>.<attr> if that module exists (another part of gilfree), else None."""
-    import importlib
-    try:
-        mod = importlib.import_module("gilfree." + modname)
-    except ModuleNotFoundError as e:
-        if e.name not in ("gilfree." + modname,):
-            raise
-        return None
-    return getattr(mod, attr, None)
 
 
 class BaseContext(_mpctx.BaseContext):
@@ -102,56 +93,31 @@ class BaseContext(_mpctx.BaseContext):
     # ------------------------------------------------ transport (gilfree.queues/connection)
     def Queue(self, maxsize=0):
         """A process-shared FIFO queue in shared memory (maxsize 0: unbounded)."""
-        cls = _optional("queues", "Queue")
-        if cls is None:
-            return super().Queue(maxsize)
-        return cls(maxsize, ctx=self.get_context())
+        return _queues.Queue(maxsize, ctx=self.get_context())
 
     def JoinableQueue(self, maxsize=0):
         """A Queue with task_done() and join()."""
-        cls = _optional("queues", "JoinableQueue")
-        if cls is None:
-            return super().JoinableQueue(maxsize)
-        return cls(maxsize, ctx=self.get_context())
+        return _queues.JoinableQueue(maxsize, ctx=self.get_context())
 
     def SimpleQueue(self):
         """A minimal queue: put, get, empty, close."""
-        cls = _optional("queues", "SimpleQueue")
-        if cls is None:
-            return super().SimpleQueue()
-        return cls(ctx=self.get_context())
+        return _queues.SimpleQueue(ctx=self.get_context())
 
     def Pipe(self, duplex=True):
         """A pair of connected Connection objects (duplex: both ends send and receive)."""
-        fn = _optional("connection", "Pipe")
-        if fn is None:
-            return super().Pipe(duplex)
-        return fn(duplex)
+        return _connection.Pipe(duplex)
 
     # ------------------------------------------------ pool, managers
     def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
         """A process pool (gilfree.pool.Pool) using this context."""
-        cls = _optional("pool", "Pool")
-        if cls is None:  # no gilfree pool (yet): the standard library's, all of it
-            return self._stdlib_context().Pool(processes, initializer, initargs,
-                                               maxtasksperchild)
-        return cls(processes, initializer, initargs, maxtasksperchild, context=self.get_context())
+        from gilfree.pool import Pool
+        return Pool(processes, initializer, initargs, maxtasksperchild,
+                    context=self.get_context())
 
     def Manager(self):
         """A started manager whose factories return gilfree shared objects."""
-        fn = _optional("managers", "Manager")
-        if fn is not None:
-            return fn(ctx=self.get_context())
-        cls = _optional("managers", "SyncManager")
-        if cls is None:
-            return self._stdlib_context().Manager()
-        m = cls(ctx=self.get_context())
-        m.start()
-        return m
-
-    def _stdlib_context(self):
-        import multiprocessing
-        return multiprocessing.get_context(self.get_context().get_start_method())
+        from gilfree.managers import Manager
+        return Manager(ctx=self.get_context())
 
     # ------------------------------------------------ start methods
     def get_context(self, method=None):
@@ -167,7 +133,7 @@ class BaseContext(_mpctx.BaseContext):
 
     def get_all_start_methods(self):
         """The start methods available: fork, spawn, forkserver."""
-        return ["fork", "spawn", "forkserver"]
+        return list(_process.START_METHODS)
 
 
 class ForkContext(BaseContext):
@@ -193,38 +159,29 @@ class ForkServerContext(BaseContext):
 
 
 class DefaultContext(BaseContext):
-    """The context of the gilfree module itself: follows set_start_method()."""
+    """The context of the gilfree module itself: follows set_start_method() (whose state is
+    gilfree.process's)."""
 
     Process = _process.Process
 
     def __init__(self, context):
         self._default_context = context
-        self._actual_context = None
 
     def get_context(self, method=None):
         """The context in use (fixed at first use), or the one of start method `method`."""
         if method is None:
-            if self._actual_context is None:
-                self._actual_context = self._default_context
-            return self._actual_context
+            return _concrete_contexts[_process._get_start_method()]
         return super().get_context(method)
 
     def set_start_method(self, method, force=False):
-        """Set the default start method (once, unless force=True)."""
-        if self._actual_context is not None and not force:
-            raise RuntimeError("context has already been set")
-        if method is None and force:
-            self._actual_context = None
-            return
-        self._actual_context = self.get_context(method)
+        """Set the default start method (once, unless force=True; None with force: unset)."""
+        if method is not None:
+            self.get_context(method)  # ValueError if unknown or unavailable
+        _process._set_start_method(method, force)
 
     def get_start_method(self, allow_none=False):
         """The name of the default start method (None if unset and allow_none)."""
-        if self._actual_context is None:
-            if allow_none:
-                return None
-            self._actual_context = self._default_context
-        return self._actual_context._name
+        return _process._get_start_method(allow_none)
 
 
 if sys.platform != "linux":  # pragma: no cover - gilfree's core is Linux-only

@@ -3,14 +3,16 @@
 ``multiprocessing.Manager()`` starts a server process and hands out proxies that forward every
 operation over a socket (tens of microseconds each). gilfree's objects already live in shared
 memory and can be passed to running processes, so :func:`Manager` returns a
-:class:`SharedMemoryManager`-like object whose factories return gilfree objects directly:
+:class:`LocalSyncManager` whose factories return gilfree objects directly:
 
 ==================  ============================================================
 ``dict()``          :class:`gilfree.SharedDict`
 ``list()``          :class:`gilfree.SharedList`
 ``Namespace()``     :class:`Namespace` (attributes kept in a SharedDict)
-``Queue()`` ...     gilfree ``Queue``, ``JoinableQueue``, ``Lock``, ``RLock``, ``Semaphore``,
-                    ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier``, ``Value``,
+``Value()``         :class:`Value` (one object in shared memory: .value, get(), set())
+``Lock()``          :class:`Lock` / :class:`RLock`: gilfree locks with threading's errors
+``Queue()`` ...     gilfree ``Queue``, ``JoinableQueue``, ``Semaphore``,
+                    ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier``,
                     ``Array``, ``Pool``
 ==================  ============================================================
 
@@ -19,30 +21,21 @@ The usual life-cycle API is kept (``with Manager() as m:``, ``start()``, ``shutd
 holds them (they are reference-counted in the arena), not as long as the manager. Differences
 from proxies: values are copied in and out (``d['k'].append(1)`` changes a copy, as with a
 manager proxy); ``d.keys()`` / ``values()`` / ``items()`` return lists (as DictProxy does).
+
+Server-backed managers (``BaseManager`` with ``register()``, ``SyncManager(address=...)`` and its
+subclasses, remote use over TCP, ``SharedMemoryManager``) live in :mod:`gilfree._managers_server`
+and are imported on first use of their names here; nothing listens on a socket unless a manager
+is given an address or started as a server.
 """
 
-from collections.abc import MutableMapping, MutableSequence
-
-from gilfree import _core
+from gilfree import queues as _queues
+from gilfree import synchronize as _sync
 from gilfree._lazy import lazy_attributes as _lazy_attributes
+from gilfree.containers import SharedDict, SharedList
 
 __all__ = ["Manager", "SyncManager", "SharedMemoryManager", "SharedDict", "SharedList",
-           "Namespace", "LocalSyncManager", "BaseManager", "BaseProxy", "Token", "RemoteError",
-           "AutoProxy", "MakeProxyType"]
-
-
-class SharedDict(_core.SharedDict):
-    """A dict in shared memory (see ``gilfree._core.SharedDict``)."""
-    __slots__ = ()
-
-
-class SharedList(_core.SharedList):
-    """A list in shared memory (see ``gilfree._core.SharedList``)."""
-    __slots__ = ()
-
-
-MutableMapping.register(_core.SharedDict)
-MutableSequence.register(_core.SharedList)
+           "Namespace", "Value", "LocalSyncManager", "BaseManager", "BaseProxy", "Token",
+           "RemoteError", "AutoProxy", "MakeProxyType"]
 
 
 class Namespace:
@@ -90,14 +83,81 @@ def _rebuild_namespace(d):
     return ns
 
 
+class Value:
+    """What ``SyncManager.Value(typecode, value)`` returns: a holder of one picklable object
+    in shared memory (``.value``, ``get()``, ``set(v)``), as the standard library's ValueProxy.
+    `typecode` is kept for repr only: like the standard library's manager, any object may be
+    stored (``Value('c', 'hello')``). Picklable to any process of the tree."""
+
+    __slots__ = ("_typecode", "_cell")
+
+    def __init__(self, typecode, value, lock=True):
+        self._typecode = typecode
+        self._cell = SharedList([value])
+
+    def get(self):
+        """The current value."""
+        return self._cell[0]
+
+    def set(self, value):
+        """Replace the value."""
+        self._cell[0] = value
+
+    value = property(get, set, doc="The current value.")
+
+    def __reduce__(self):
+        return (_rebuild_value, (self._typecode, self._cell))
+
+    def __repr__(self):
+        return "%s(%r, %r)" % (type(self).__name__, self._typecode, self.get())
+
+
+def _rebuild_value(typecode, cell):
+    v = object.__new__(Value)
+    v._typecode = typecode
+    v._cell = cell
+    return v
+
+
+class Lock(_sync.Lock):
+    """What ``SyncManager.Lock()`` returns: a gilfree Lock whose ``release()`` of an unlocked
+    lock raises RuntimeError, as the standard library manager's ``threading.Lock`` does
+    (``multiprocessing.Lock`` raises ValueError)."""
+
+    __slots__ = ()
+
+    def release(self):
+        """Release the lock (by any process or thread); RuntimeError if it is not locked."""
+        try:
+            super().release()
+        except ValueError:
+            raise RuntimeError("release unlocked lock") from None
+
+
+class RLock(_sync.RLock):
+    """What ``SyncManager.RLock()`` returns: a gilfree RLock whose ``release()`` by a thread
+    that does not hold it raises RuntimeError, as ``threading.RLock`` does
+    (``multiprocessing.RLock`` raises AssertionError)."""
+
+    __slots__ = ()
+
+    def release(self):
+        """Release one level; RuntimeError if the calling thread does not hold the lock."""
+        try:
+            super().release()
+        except AssertionError:
+            raise RuntimeError("cannot release un-acquired lock") from None
+
+
 class LocalSyncManager:
-    """A manager whose objects live in gilfree's shared memory (no server process)."""
+    """A manager whose objects live in gilfree's shared memory (no server process): what
+    ``Manager()`` and ``SyncManager()`` without an address return.
+
+    `address`, `authkey` and `serializer` are accepted for the standard library's signature;
+    `ctx` is the context whose start method the manager's Pool uses (None: the program's)."""
 
     def __init__(self, address=None, authkey=None, serializer="pickle", ctx=None, *,
                  shutdown_timeout=1.0):
-        if ctx is None:
-            from gilfree import context
-            ctx = context._default_context
         self._ctx = ctx
         self._state = "initial"
         self.address = address
@@ -126,6 +186,14 @@ class LocalSyncManager:
     def join(self, timeout=None):
         """No-op: there is no server process to wait for."""
         pass
+
+    def _number_of_objects(self):
+        """0: a local manager holds no objects (each lives while some process holds it)."""
+        return 0
+
+    def _debug_info(self):
+        """'': a local manager has no server whose objects it could list."""
+        return ""
 
     def __enter__(self):
         if self._state == "initial":
@@ -160,66 +228,57 @@ class LocalSyncManager:
 
     def Queue(self, maxsize=0):
         """A gilfree Queue."""
-        return self._ctx.Queue(maxsize)
+        return _queues.Queue(maxsize)
 
     def JoinableQueue(self, maxsize=0):
         """A gilfree JoinableQueue."""
-        return self._ctx.JoinableQueue(maxsize)
+        return _queues.JoinableQueue(maxsize)
 
     def Lock(self):
-        """A gilfree Lock."""
-        return self._ctx.Lock()
+        """A gilfree Lock (managers.Lock: threading.Lock's RuntimeError on a bad release)."""
+        return Lock()
 
     def RLock(self):
-        """A gilfree RLock."""
-        return self._ctx.RLock()
+        """A gilfree RLock (managers.RLock: threading.RLock's RuntimeError on a bad release)."""
+        return RLock()
 
     def Semaphore(self, value=1):
         """A gilfree Semaphore."""
-        return self._ctx.Semaphore(value)
+        return _sync.Semaphore(value)
 
     def BoundedSemaphore(self, value=1):
         """A gilfree BoundedSemaphore."""
-        return self._ctx.BoundedSemaphore(value)
+        return _sync.BoundedSemaphore(value)
 
     def Condition(self, lock=None):
         """A gilfree Condition (over a new RLock by default)."""
-        return self._ctx.Condition(lock)
+        return _sync.Condition(lock)
 
     def Event(self):
         """A gilfree Event."""
-        return self._ctx.Event()
+        return _sync.Event()
 
     def Barrier(self, parties, action=None, timeout=None):
         """A gilfree Barrier."""
-        return self._ctx.Barrier(parties, action, timeout)
+        return _sync.Barrier(parties, action, timeout)
 
     def Value(self, typecode, value, lock=True):
-        """A synchronized shared ctypes value (gilfree.Value)."""
-        return self._ctx.Value(typecode, value, lock=lock)
+        """A shared holder of `value` (managers.Value: .value, get(), set())."""
+        return Value(typecode, value, lock)
 
     def Array(self, typecode, sequence, lock=True):
-        """A synchronized shared ctypes array (gilfree.Array)."""
-        return self._ctx.Array(typecode, sequence, lock=lock)
+        """A synchronized shared ctypes array (gilfree.Array) holding `sequence`."""
+        from gilfree.sharedctypes import Array
+        return Array(typecode, sequence, lock=lock)
 
     def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None):
-        """A gilfree Pool."""
-        return self._ctx.Pool(processes, initializer, initargs, maxtasksperchild)
-
-    # SharedMemoryManager API
-    def SharedMemory(self, size):
-        """A new gilfree SharedMemory block of `size` bytes."""
-        from gilfree.shared_memory import SharedMemory
-        return SharedMemory(create=True, size=size)
-
-    def ShareableList(self, sequence):
-        """A new gilfree ShareableList holding `sequence`."""
-        from gilfree.shared_memory import ShareableList
-        return ShareableList(sequence)
+        """A gilfree Pool (started with the manager's context, if it was given one)."""
+        from gilfree.pool import Pool
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self._ctx)
 
 
 def Manager(*, ctx=None):
-    """A started :class:`SyncManager` (``with Manager() as m:`` works as in multiprocessing)."""
+    """A started :class:`LocalSyncManager` (``with Manager() as m:`` works as in multiprocessing)."""
     m = LocalSyncManager(ctx=ctx)
     m.start()
     return m

@@ -24,7 +24,7 @@ from multiprocessing.pool import MaybeEncodingError, ThreadPool  # noqa: F401 (r
 from gilfree import _core
 # Everything below is re-exported (gilfree.futures and the tests import these names from
 # gilfree.pool): task kinds and statuses, errors, results, the chunker, progress bars.
-from gilfree._pool_chunker import _Chunker
+from gilfree._pool_chunker import _Chunker, _FixedChunks
 from gilfree._pool_errors import (CLOSE, K_BATCH, K_CALL, K_MAP, K_STARMAP, RUN, S_CANCELLED,
                                   S_DECODE, S_ERROR, S_LOST, S_OK, S_TIMEOUT, TERMINATE,
                                   RemoteTraceback, TaskTimeoutError, WorkerLostError, _errfn,
@@ -77,6 +77,7 @@ def _terminate_all():
 
 
 import atexit  # noqa: E402
+import collections  # noqa: E402
 
 atexit.register(_terminate_all)
 
@@ -104,8 +105,14 @@ class Pool:
         self._maxtasks = maxtasksperchild
         self._pending = {}
         self._orphans = {}
-        self._starved = set()  # adaptive maps waiting for mailbox space
-        self._adaptive = set()  # adaptive maps not finished (close() sends their rest)
+        self._starved = set()  # maps waiting for mailbox space
+        self._adaptive = set()  # maps with chunks not sent yet (close() sends their rest)
+        # tasks waiting for mailbox space, in order: (send(block) -> sent?, fail(exc)); sent as
+        # results free mailboxes, so that apply_async/map_async never block (the stdlib's
+        # never do: its task handler thread feeds the workers)
+        self._held = collections.deque()
+        self._held_lock = threading.Lock()
+        self._owner = os.getpid()
         self._fncache = {}
         self._drained = False
         self._last_collect = 0.0
@@ -198,6 +205,8 @@ class Pool:
                     r._refill(False)
                 except BaseException as e:
                     r._fail(e)
+        if self._held and res:
+            self._send_held(False)
         return len(res)
 
     def _wait_until(self, event, timeout):
@@ -237,15 +246,17 @@ class Pool:
     def _bg_loop(self):
         """Collect results when nobody else does (callbacks, supervision)."""
         while not self._bg_stop:
-            self._bg_wake.wait(0.005 if (self._pending or self._batch) else 0.05)
+            self._bg_wake.wait(0.005 if (self._pending or self._batch or self._held) else 0.05)
             self._bg_wake.clear()
             if self._bg_stop:
                 break
-            if self._batch:
-                try:
+            try:
+                if self._batch:
                     self._flush()
-                except Exception:
-                    traceback.print_exc()
+                if self._held:
+                    self._send_held(False)
+            except Exception:
+                traceback.print_exc()
             if self._waiters or self._drained:
                 continue
             if not self._pending and time.monotonic() - self._last_collect < 0.1:
@@ -273,6 +284,50 @@ class Pool:
             except Exception:
                 pass
 
+    def _hold(self, send, fail):
+        """Run send(block=False) now if nothing is held and it succeeds, else queue it after
+        the held tasks (caller holds _held_lock)."""
+        if not self._held and send(False):
+            return
+        self._held.append((send, fail))
+        self._bg_wake.set()
+
+    def _send_held(self, block):
+        """Send the held tasks in order while mailboxes take them (block=True: all of them,
+        waiting for space). Another thread sending them already: block=False returns."""
+        if not self._held_lock.acquire(block):
+            return
+        try:
+            while self._held:
+                send, _ = self._held[0]
+                if not send(block):
+                    return
+                self._held.popleft()
+        finally:
+            self._held_lock.release()
+
+    def _fail_held(self, exc):
+        with self._held_lock:
+            held, self._held = self._held, collections.deque()
+        for _, fail in held:
+            fail(exc)
+
+    def _submit_or_hold(self, kind, fnb, obj, res, timeout=None, retries=0):
+        """Submit one call for ApplyResult `res` without blocking: held if no mailbox is free."""
+        def send(block):
+            try:
+                tid = self._submit(kind, fnb, obj, res, 0, timeout, retries, block=block)
+            except BaseException as e:
+                res._set(False, e)
+                return True
+            if tid is None:
+                return False
+            res._ids = (tid,)
+            return True
+
+        with self._held_lock:
+            self._hold(send, lambda e: res._set(False, e))
+
     def _auto_chunksize(self, n):
         if n <= 8 * self._processes:
             return 1
@@ -298,8 +353,7 @@ class Pool:
         args = tuple(args)
         kwds = dict(kwds) if kwds else None
         if timeout or retries or self._maxtasks:
-            tid = self._submit(K_CALL, fnb, (args, kwds), res, 0, timeout, retries)
-            res._ids = (tid,)
+            self._submit_or_hold(K_CALL, fnb, (args, kwds), res, timeout, retries)
             return res
         # batched: calls are queued here and sent as one pool task of up to BATCH_MAX calls
         # (when the batch is full, when anyone waits, or within a few ms by the bg thread)
@@ -320,31 +374,53 @@ class Pool:
             self._flush()
         return res
 
-    def _flush(self):
-        """Send the queued apply_async calls as one task. An argument that does not pickle
-        fails its own call (the others are sent)."""
+    def _flush(self, block=False):
+        """Send the queued apply_async calls as one task (held if no mailbox is free; with
+        block=True after the held tasks, waiting for space)."""
         with _evlock:
             items, self._batch = self._batch, []
         if not items:
             return
+        if block:
+            self._send_held(True)
+            self._send_batch(items, True)
+            return
+
+        def fail(exc):
+            for it in items:
+                it[0]._set(False, exc)
+
+        with self._held_lock:
+            self._hold(lambda b: self._send_batch(items, b), fail)
+
+    def _send_batch(self, items, block):
+        """Send calls [(res, fnb, args, kwds)] as one pool task; False if no mailbox was free
+        (block=False). A call whose arguments do not pickle fails alone."""
         obj = [(fnb, args, kwds) for _, fnb, args, kwds in items]
-        sink = _BatchSink(self, items)
         try:
-            tid = self._submit(K_BATCH, b"", obj, sink, 0)
+            tid = self._submit(K_BATCH, b"", obj, _BatchSink(self, items), 0, block=block)
         except (ValueError, MemoryError, OSError):
             for it in items:
                 it[0]._set(False, ValueError("Pool not running"))
-            return
-        except Exception:
-            # some argument does not pickle: send them one by one, each fails alone
-            for res, fnb, args, kwds in items:
+            return True
+        except Exception as exc:
+            good = []
+            for it in items:
                 try:
-                    res._ids = (self._submit(K_CALL, fnb, (args, kwds), res, 0),)
+                    pickle.dumps((it[2], it[3]), protocol=5, buffer_callback=_discard_buffer)
+                    good.append(it)
                 except Exception as e:
-                    res._set(False, e)
-            return
+                    it[0]._set(False, e)
+            if len(good) == len(items):  # not the arguments: fail them all
+                for it in items:
+                    it[0]._set(False, exc)
+                return True
+            return self._send_batch(good, block) if good else True
+        if tid is None:
+            return False
         for it in items:
             it[0]._ids = (tid,)
+        return True
 
     def _map_async(self, kind, func, iterable, chunksize, callback, error_callback, timeout,
                    retries, progress):
@@ -361,23 +437,18 @@ class Pool:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         fnb = self._fnbytes(func)
         if adaptive:
-            res = MapResult(self, n, 0, callback, error_callback, _make_progress(progress, n),
-                            _Chunker(items, n, self._processes))
-            res._ids = []
-            res._kind, res._fnb, res._task_timeout, res._retries = kind, fnb, timeout, retries
-            if n:
-                with _evlock:
-                    self._adaptive.add(res)
-                res._refill(True)
-            return res
-        nchunks = (n + chunksize - 1) // chunksize
-        res = MapResult(self, n, nchunks, callback, error_callback,
-                        _make_progress(progress, n))
-        ids = []
-        res._ids = ids
-        for start in range(0, n, chunksize):
-            ids.append(self._submit(kind, fnb, items[start:start + chunksize], res, start,
-                                    timeout, retries))
+            plan = _Chunker(items, n, self._processes)
+        else:
+            plan = _FixedChunks(items, n, self._processes, chunksize)
+        res = MapResult(self, n, 0, callback, error_callback, _make_progress(progress, n), plan)
+        res._ids = []
+        res._kind, res._fnb, res._task_timeout, res._retries = kind, fnb, timeout, retries
+        if n:
+            with _evlock:
+                self._adaptive.add(res)
+            # as many chunks as the mailboxes take now, the rest as results come: never
+            # blocks (an adaptive map sends only its first probes here anyway)
+            res._refill(False)
         return res
 
     def _get_or_cancel(self, res):
@@ -386,7 +457,7 @@ class Pool:
             return res.get()
         except BaseException:
             if not res.ready():
-                self._cancel_ids(res._ids)
+                res._cancel()
             raise
 
     def map(self, func, iterable, chunksize=None, timeout=None, retries=0, progress=False):
@@ -481,17 +552,23 @@ class Pool:
         for r in maps:
             plan = r._plan
             plan.max_inflight = 1 << 62
-            while not r._done and plan.next < plan.n:
+            while not r._cancelled and plan.next < plan.n:
                 r._refill(True)
                 if plan.busy:
                     time.sleep(0.0005)
+            with _evlock:
+                self._adaptive.discard(r)
 
     def close(self):
         """Accept no more work; the tasks already submitted (batched apply_async calls and
         the rest of adaptive maps included) still run, and the workers exit when done
         (Pool.close)."""
         if self._state == RUN:
-            self._flush()
+            if os.getpid() != self._owner:  # a forked child's copy: it has no workers
+                self._state = CLOSE
+                return
+            self._send_held(True)
+            self._flush(block=True)
             self._send_rest()
             self._state = CLOSE
             self._core.close()
@@ -502,12 +579,23 @@ class Pool:
         (Pool.terminate)."""
         if self._state == TERMINATE:
             return
-        try:
-            self._flush()
-        except Exception:
-            pass
+        if os.getpid() != self._owner:  # a forked child's copy cannot stop the parent's pool
+            self._state = TERMINATE
+            return
         self._state = TERMINATE
         _live_pools.discard(self)
+        # what was never sent fails now: held tasks, queued calls, the maps' unsent chunks
+        self._fail_held(CancelledError())
+        with _evlock:
+            batch, self._batch = self._batch, []
+            maps = list(self._adaptive | self._starved)
+            self._adaptive.clear()
+            self._starved.clear()
+        for it in batch:
+            it[0]._set(False, CancelledError())
+        for r in maps:
+            r._cancelled = True
+            r._fail(CancelledError())
         self._core.terminate()
         # deliver the cancellations
         with self._collect:
@@ -530,6 +618,8 @@ class Pool:
         results; ValueError if the pool is still running (Pool.join)."""
         if self._state == RUN:
             raise ValueError("Pool is still running")
+        if os.getpid() != self._owner:
+            return  # a forked child's copy: nothing of its own to wait for
         if self._state == CLOSE:
             with _evlock:
                 self._waiters += 1

@@ -13,6 +13,10 @@ subclassing with ``run()``, ``current_process()``, ``active_children()`` and
 * ``spawn`` and ``forkserver``: the standard library's Popen classes, with the arena's memfd
   passed to the child (``GILFREE_ARENA_FD``) so that it attaches to the same shared memory and
   gilfree objects passed to it keep working.
+
+The process registry (``_dangling``, ``_cleanup``, ``active_children``, ``current_process``)
+is the standard library's: gilfree's processes are ``BaseProcess`` objects, listed with the
+standard library's. This module also owns the program's start method (see below).
 """
 
 import os
@@ -20,8 +24,8 @@ import signal
 import threading
 
 from multiprocessing import util as _util
-from multiprocessing.process import (BaseProcess, active_children, current_process,
-                                     parent_process)
+from multiprocessing.process import (BaseProcess, _cleanup, _dangling,  # noqa: F401
+                                     active_children, current_process, parent_process)
 
 from gilfree import _core
 
@@ -203,7 +207,21 @@ def _popen_class(method):
 
 # ---------------------------------------------------------------- Process classes
 
-class ForkProcess(BaseProcess):
+class _GilfreeProcess(BaseProcess):
+    """BaseProcess whose child knows gilfree's start method: the standard library's bootstrap
+    forces *its* start method to the process's; this forces gilfree's too (the one the
+    process was started with), so that get_start_method() in a spawned child says 'spawn'."""
+
+    _gf_started_with = None  # set by Process._Popen: the method that started this object
+
+    def _bootstrap(self, parent_sentinel=None):
+        method = self._start_method or self._gf_started_with
+        if method is not None:
+            _set_start_method(method, force=True)
+        return super()._bootstrap(parent_sentinel)
+
+
+class ForkProcess(_GilfreeProcess):
     """A Process started with fork (gilfree's Popen)."""
     _start_method = "fork"
 
@@ -212,7 +230,7 @@ class ForkProcess(BaseProcess):
         return _ForkPopen(process_obj)
 
 
-class SpawnProcess(BaseProcess):
+class SpawnProcess(_GilfreeProcess):
     """A Process started with spawn: the child gets the arena's fd and attaches."""
     _start_method = "spawn"
 
@@ -225,7 +243,7 @@ class SpawnProcess(BaseProcess):
         pass  # spawned: nothing inherited to fix up
 
 
-class ForkServerProcess(BaseProcess):
+class ForkServerProcess(_GilfreeProcess):
     """A Process started through the fork server."""
     _start_method = "forkserver"
 
@@ -234,17 +252,59 @@ class ForkServerProcess(BaseProcess):
         return _popen_class("forkserver")(process_obj)
 
 
-class Process(BaseProcess):
+# ---------------------------------------------------------------- the default start method
+# Owned here, below gilfree.context, so that whatever starts processes (Process below, pools,
+# managers) follows the program's start method without importing the contexts, which are the
+# factories *above* all of them. gilfree.context's set_start_method / get_start_method and
+# DefaultContext are views of this state.
+
+START_METHODS = ("fork", "spawn", "forkserver")
+_DEFAULT_METHOD = "fork"
+_actual_method = None  # fixed at first use (or by _set_start_method), as in multiprocessing
+
+
+def _get_start_method(allow_none=False):
+    """The name of the start method in use; fixed to the default ('fork') at the first call
+    unless allow_none (then None while nothing fixed it)."""
+    global _actual_method
+    if _actual_method is None:
+        if allow_none:
+            return None
+        _actual_method = _DEFAULT_METHOD
+    return _actual_method
+
+
+def _set_start_method(method, force=False):
+    """Fix the start method to `method` (one of START_METHODS; None with force: unset).
+    RuntimeError if it is already fixed and not force; ValueError for an unknown method."""
+    global _actual_method
+    if _actual_method is not None and not force:
+        raise RuntimeError("context has already been set")
+    if method is None:
+        if not force:
+            raise ValueError("cannot find context for None")
+        _actual_method = None
+        return
+    if method not in START_METHODS:
+        raise ValueError("cannot find context for %r" % (method,))
+    _actual_method = method
+
+
+_PROCESS_CLASSES = {"fork": ForkProcess, "spawn": SpawnProcess,
+                    "forkserver": ForkServerProcess}
+
+
+class Process(_GilfreeProcess):
     """multiprocessing.Process, started the way gilfree's current start method says."""
 
     _start_method = None
 
     @staticmethod
     def _Popen(process_obj):
-        from gilfree import context
-        return context._default_context.get_context().Process._Popen(process_obj)
+        method = _get_start_method()
+        process_obj._gf_started_with = method
+        return _PROCESS_CLASSES[method]._Popen(process_obj)
 
     @staticmethod
     def _after_fork():
-        from gilfree import context
-        return context._default_context.get_context().Process._after_fork()
+        return _PROCESS_CLASSES[_get_start_method()]._after_fork()

@@ -10,8 +10,9 @@ standard library's, with these differences:
   or exits (SIGKILL included: the arena dies with the process tree). There is no resource
   tracker, so no "leaked shared_memory objects" warnings and no early deletion when the
   creating process exits while others still use the block.
-* ``unlink()`` removes the name: further ``SharedMemory(name)`` attaches fail with
-  FileNotFoundError; processes already attached keep their mapping.
+* ``unlink()`` removes the name: further ``SharedMemory(name)`` attaches (and loading a
+  pickle of the block) fail with FileNotFoundError; processes already attached keep their
+  mapping. ``size`` is ignored when attaching, as in the standard library.
 
 ``shared_array(shape, dtype=float)`` returns a NumPy array in shared memory; pickling it (to a
 Process, a Pool task, a Queue) sends a reference, so the receiver sees and changes the same
@@ -25,7 +26,7 @@ import types
 from multiprocessing import shared_memory as _mpshm
 
 from gilfree import _core
-from gilfree.managers import SharedDict
+from gilfree.containers import SharedDict
 
 __all__ = ["SharedMemory", "ShareableList", "shared_array"]
 
@@ -55,6 +56,13 @@ def _registry():
     _registry_dict = reg
     _registry_pid = os.getpid()
     return reg
+
+
+def _is_block_name(name):
+    """True if `name` (or `name` without a leading '/', as the standard library spells
+    POSIX names) names a shared memory block of this process tree."""
+    reg = _registry()
+    return name in reg or (name.startswith("/") and name[1:] in reg)
 
 
 def _attach_buffer(off):
@@ -95,8 +103,7 @@ class SharedMemory:
                 if off is None:
                     raise FileNotFoundError(2, "No such file or directory", name)
                 buf = _attach_buffer(off)
-            if size > buf.size:
-                raise ValueError("'size' is larger than the shared memory block")
+            # as the standard library: `size` is ignored when attaching
         self._name = name
         self._buf = buf
         self._size = buf.size
@@ -109,7 +116,9 @@ class SharedMemory:
             pass
 
     def __reduce__(self):
-        # the handle travels (with a reference for the receiver): works even after unlink()
+        # The handle travels (with a reference for the receiver, so the memory cannot go away
+        # while the pickle is in flight); as the standard library's, loading it attaches by
+        # name: FileNotFoundError once the name is unlinked.
         return (_rebuild_shm, (self._name, self._buf))
 
     def __repr__(self):
@@ -147,6 +156,12 @@ class SharedMemory:
 
 
 def _rebuild_shm(name, buf):
+    reg = _registry()
+    off = reg.get(name)
+    if off is None:
+        raise FileNotFoundError(2, "No such file or directory", name)
+    if off != buf._offset:  # the name was unlinked and made again: attach to the new block
+        return SharedMemory(name)
     shm = SharedMemory.__new__(SharedMemory)
     shm._name = name
     shm._buf = buf

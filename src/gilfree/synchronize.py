@@ -11,6 +11,8 @@ in /dev/shm). Differences from the standard library, all additions:
   takes it over, releases it and raises :class:`gilfree.OwnerDeadError`; the one after that
   works normally.
 * A negative timeout raises ValueError (the standard library silently treats it as 0).
+
+As the standard library's, they can be weakly referenced.
 """
 
 import sys
@@ -37,7 +39,7 @@ class Lock(_core.Mutex):
     """A non-recursive lock. acquire(block=True, timeout=None) -> bool; release() (by any
     process or thread; ValueError if it is not locked); usable with ``with``."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def __new__(cls, *, ctx=None):
         return _core.Mutex.__new__(cls, False)
@@ -59,7 +61,7 @@ class RLock(_core.Mutex):
     """A recursive lock: the owning thread may acquire it again; only it may release it
     (AssertionError otherwise)."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def __new__(cls, *, ctx=None):
         return _core.Mutex.__new__(cls, True)
@@ -81,7 +83,7 @@ class Semaphore(_core.Semaphore):
     """A counting semaphore. acquire(block=True, timeout=None) -> bool, release(),
     get_value()."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def __new__(cls, value=1, *, ctx=None):
         return _core.Semaphore.__new__(cls, value, 0)
@@ -114,7 +116,7 @@ class Condition(_core.Condition):
     """A condition variable over a gilfree Lock or RLock (a new RLock if lock is None).
     wait(timeout=None) -> bool, wait_for(predicate, timeout=None), notify(n=1), notify_all()."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def __new__(cls, lock=None, *, ctx=None):
         return _core.Condition.__new__(cls, lock if lock is not None else RLock())
@@ -146,7 +148,7 @@ class Condition(_core.Condition):
 class Event(_core.Event):
     """An event flag: is_set(), set(), clear(), wait(timeout=None) -> bool."""
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def __new__(cls, *, ctx=None):
         return _core.Event.__new__(cls)

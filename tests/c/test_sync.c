@@ -1,6 +1,8 @@
 /* test_sync.c -- gf_sem, gf_event, gf_cond, gf_barrier across threads and processes. */
 #include "test_lockutil.h"
 
+#include "../../src/core/internal.h" /* gf__arena_verify */
+
 typedef struct shared {
     gf_mutex m;
     gf_mutex rm; /* recursive */
@@ -266,7 +268,7 @@ TEST(cond_threads_producer_consumer) {
     for (int i = 0; i < 3 * n; i++) {
         ASSERT_OK(gf_mutex_lock(T_arena, &S->rm, GF_FOREVER));
         S->items++;
-        gf_cond_notify(&S->c, (i & 7) ? 1 : UINT32_MAX);
+        ASSERT(gf_cond_notify(T_arena, &S->c, &S->rm, (i & 7) ? 1 : UINT32_MAX) >= 0);
         ASSERT_OK(gf_mutex_unlock(T_arena, &S->rm));
         if (i % 500 == 0) usleep(200);
     }
@@ -286,15 +288,16 @@ TEST(cond_processes_producer_consumer) {
     for (int i = 0; i < 3 * n; i++) {
         ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
         S->items++;
-        gf_cond_notify(&S->c, 1);
+        ASSERT(gf_cond_notify(T_arena, &S->c, &S->m, 1) >= 0);
         ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
     }
     for (int i = 0; i < 3; i++) t_reap_ok(p[i]);
     ASSERT_EQ(S->counter, 3 * n);
 }
 
-/* Waiters count themselves out when released; notify(1) releases some (at least one, and with
- * every waiter asleep exactly one), notify_all releases the rest. */
+/* Waiters count themselves in (holding m, just before they wait) and out when released. Once
+ * `flag` says n and the parent holds m, all n are listed (a waiter links its node before it
+ * unlocks): asleep, spinning or not yet either, each is released by exactly one notify. */
 static void cond_gate_child(void *arg) {
     (void)arg;
     ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
@@ -313,18 +316,118 @@ TEST(cond_notify_one_then_all_processes) {
     t_sleep_ms(100); /* all asleep in the futex */
     ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
     S->items = 1;
-    gf_cond_notify(&S->c, 1);
+    ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 1), 1);
     ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
     t_wait_eq(&S->released, 1);
     t_sleep_ms(100);
     ASSERT_EQ(atomic_load(&S->released), 1);
     ASSERT_EQ(S->c.waiters, 3);
     ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
-    gf_cond_notify(&S->c, UINT32_MAX);
+    ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, UINT32_MAX), 3);
     ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
     for (int i = 0; i < 4; i++) t_reap_ok(p[i]);
     ASSERT_EQ(atomic_load(&S->released), 4);
     ASSERT_EQ(S->c.waiters, 0);
+}
+
+/* notify(2) with 4 waiters releases exactly 2, however far each waiter got towards sleeping
+ * (no pause before the notify: most are still spinning), then notify(2) the other 2. */
+TEST(cond_notify_n_exact_processes) {
+    SKIP_IF_NO_FORK();
+    setup();
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&S->flag, 0);
+        atomic_store(&S->released, 0);
+        S->items = 0;
+        pid_t p[4];
+        for (int i = 0; i < 4; i++) p[i] = t_spawn(cond_gate_child, NULL);
+        t_wait_eq(&S->flag, 4);
+        ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
+        ASSERT_EQ(S->c.waiters, 4);
+        S->items = 1;
+        ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 2), 2);
+        ASSERT_EQ(S->c.waiters, 2);
+        ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
+        t_wait_eq(&S->released, 2);
+        if (round == 0) t_sleep_ms(100);
+        ASSERT_EQ(atomic_load(&S->released), 2);
+        ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
+        ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 2), 2);
+        ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 2), 0); /* nobody left */
+        ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
+        for (int i = 0; i < 4; i++) t_reap_ok(p[i]);
+        ASSERT_EQ(atomic_load(&S->released), 4);
+    }
+}
+
+static void *cond_timed_waiter_thread(void *arg) {
+    int64_t ms = (int64_t)(intptr_t)arg;
+    ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
+    atomic_fetch_add(&S->flag, 1);
+    int r = gf_cond_wait(T_arena, &S->c, &S->m, ms ? t_ms(ms) : GF_FOREVER);
+    atomic_store(&S->result, r);
+    atomic_fetch_add(&S->released, 1);
+    ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
+    return NULL;
+}
+
+/* A waiter that timed out takes no later notify; a waiter that comes after a notify is not
+ * released by it; notify without the mutex is refused. */
+TEST(cond_timeout_and_late_waiter_take_nothing) {
+    setup();
+    ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 1), GF_EPERM);
+    pthread_t t1, t2, t3;
+    ASSERT_EQ(pthread_create(&t1, NULL, cond_timed_waiter_thread, (void *)(intptr_t)30), 0);
+    pthread_join(t1, NULL);
+    ASSERT_EQ(atomic_load(&S->result), GF_ETIMEDOUT);
+    ASSERT_EQ(S->c.waiters, 0);
+    atomic_store(&S->flag, 0);
+    ASSERT_EQ(pthread_create(&t2, NULL, cond_timed_waiter_thread, (void *)(intptr_t)0), 0);
+    t_wait_eq(&S->flag, 1);
+    ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
+    ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 1), 1); /* t2, not the timed-out one */
+    ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
+    /* t3 starts waiting after the notify (maybe before t2 re-locks): it must time out */
+    ASSERT_EQ(pthread_create(&t3, NULL, cond_timed_waiter_thread, (void *)(intptr_t)150), 0);
+    pthread_join(t2, NULL);
+    pthread_join(t3, NULL);
+    ASSERT_EQ(atomic_load(&S->released), 3);
+    ASSERT_EQ(atomic_load(&S->result), GF_ETIMEDOUT); /* t3's, the last to finish */
+    ASSERT_EQ(S->c.waiters, 0);
+}
+
+static void cond_forever_child(void *arg) {
+    (void)arg;
+    ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
+    atomic_fetch_add(&S->flag2, 1);
+    gf_cond_wait(T_arena, &S->c, &S->m, GF_FOREVER);
+    for (;;) pause();
+}
+
+/* A waiter killed while it waits costs nothing: the next notify frees its node and releases
+ * a live waiter instead. */
+TEST(cond_dead_waiter_skipped) {
+    SKIP_IF_NO_FORK();
+    setup();
+    int live = gf__arena_verify(T_arena);
+    ASSERT(live >= 0);
+    pid_t p = t_spawn(cond_forever_child, NULL);
+    t_wait_eq(&S->flag2, 1);
+    ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER)); /* the child is listed */
+    ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
+    kill(p, SIGKILL);
+    t_reap_any(p);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, cond_timed_waiter_thread, (void *)(intptr_t)0), 0);
+    t_wait_eq(&S->flag, 1);
+    ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
+    ASSERT_EQ(S->c.waiters, 2);
+    ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 1), 1);
+    ASSERT_EQ(S->c.waiters, 0);
+    ASSERT_OK(gf_mutex_unlock(T_arena, &S->m));
+    pthread_join(t, NULL);
+    ASSERT_EQ(atomic_load(&S->result), 0);
+    ASSERT_EQ(gf__arena_verify(T_arena), live); /* both nodes freed */
 }
 
 static void cond_eintr_common(gf_mutex *m, int depth) {
@@ -350,7 +453,7 @@ static void cond_dead_holder_child(void *arg) {
     /* wait until the parent sleeps in cond_wait (it released m), take m and die holding it */
     t_wait_eq(&S->flag, 1);
     ASSERT_OK(gf_mutex_lock(T_arena, &S->m, GF_FOREVER));
-    gf_cond_notify(&S->c, 1);
+    ASSERT_EQ(gf_cond_notify(T_arena, &S->c, &S->m, 1), 1);
     atomic_store(&S->flag2, 1);
     for (;;) pause();
 }

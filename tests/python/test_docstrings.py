@@ -10,7 +10,9 @@ import pytest
 MODULES = ["gilfree", "gilfree._core", "gilfree.connection", "gilfree.queues",
            "gilfree.synchronize", "gilfree.process", "gilfree.context", "gilfree.pool",
            "gilfree.futures", "gilfree.managers", "gilfree.shared_memory",
-           "gilfree.sharedctypes"]
+           "gilfree.sharedctypes", "gilfree.containers", "gilfree.util", "gilfree.reduction",
+           "gilfree.heap", "gilfree.resource_tracker", "gilfree.dummy",
+           "gilfree.dummy.connection"]
 
 # Names allowed to lack a docstring for now (none: every public name is documented).
 KNOWN_MISSING = set()

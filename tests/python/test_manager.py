@@ -60,3 +60,32 @@ def test_manager_lifecycle():
         shm.unlink()
         sl.shm.close()
         sl.shm.unlink()
+
+
+def _set_value_take_lock(v, lock, rlock):
+    assert v.value == 1 and v.get() == 1
+    v.set("two")
+    lock.acquire()
+    rlock.acquire()
+    rlock.release()
+
+
+def test_manager_value_and_locks_behave_as_the_stdlib_managers():
+    """SyncManager.Value holds any object (get/set/.value, seen by other processes); the
+    manager's Lock/RLock raise threading's RuntimeError on a bad release (issue 9)."""
+    with gilfree.Manager() as m:
+        v, lock, rlock = m.Value("i", 1), m.Lock(), m.RLock()
+        assert repr(v) == "Value('i', 1)"
+        p = gilfree.Process(target=_set_value_take_lock, args=(v, lock, rlock))
+        p.start()
+        p.join(30)
+        assert p.exitcode == 0
+        assert v.value == "two" and v.get() == "two"
+        lock.release()  # taken by the child: any process may release a Lock
+        with pytest.raises(RuntimeError):
+            lock.release()
+        with pytest.raises(RuntimeError):
+            rlock.release()
+        with lock, rlock:
+            pass
+        assert m._number_of_objects() == 0

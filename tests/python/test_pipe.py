@@ -113,6 +113,14 @@ def test_poll_timeouts():
     threading.Timer(0.1, a.send, args=(1,)).start()
     assert b.poll(None) is True
     assert b.recv() == 1
+    # the keyword, as multiprocessing's Connection.poll(timeout=0.0) (issue 9)
+    assert b.poll(timeout=0.01) is False
+    a.send(2)
+    assert b.poll(timeout=None) is True and b.recv() == 2
+    with pytest.raises(TypeError):
+        b.poll(0, timeout=0)
+    with pytest.raises(TypeError):
+        b.poll(wait=0)
 
 
 @pytest.mark.timeout(10)
@@ -303,3 +311,31 @@ def test_close_from_another_thread_wakes_blocked_recv():
     threading.Timer(0.2, a.close).start()
     with pytest.raises(OSError, match="handle is closed"):
         a.recv()
+
+
+def _report_fileno_and_wait(conn):
+    import gilfree.connection
+    conn.send(conn.fileno() >= 0)
+    conn.send(gilfree.connection.wait([conn], timeout=30) == [conn] and conn.recv())
+
+
+@pytest.fixture(scope="module")
+def _resource_tracker():
+    """spawn's long-lived helper, started before the per-test leak check looks."""
+    from multiprocessing import resource_tracker
+    resource_tracker.ensure_running()
+
+
+@pytest.mark.timeout(120)
+def test_spawned_child_gets_the_eventfd(_resource_tracker):
+    """A Connection passed to a spawned child at start brings its eventfd along: fileno()
+    works there and wait() sleeps on it (issue 9: fileno() raised in spawned children)."""
+    ctx = gilfree.get_context("spawn")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_report_fileno_and_wait, args=(b,))
+    p.start()
+    assert a.recv() is True
+    a.send("go")
+    assert a.recv() == "go"
+    p.join(60)
+    assert p.exitcode == 0

@@ -418,3 +418,126 @@ def test_large_results_intact(pool):
     assert all(r.get(30) == fresh_bytes(1 << 20) for r in rs)
     rs = [pool.apply_async(fresh_bytes, (300000,)) for _ in range(6)]
     assert all(r.get(30) == fresh_bytes(300000) for r in rs)
+
+
+# ---------------------------------------------------------------------------- issue 9
+
+def _wait_for(ev):
+    ev.wait()
+    return 1
+
+
+@pytest.mark.timeout(60)
+def test_async_submissions_never_block_and_terminate_fails_them():
+    """map_async / apply_async over far more tasks than the mailboxes hold return at once
+    while every worker is busy, as the stdlib's (a task handler feeds its workers); then
+    terminate() stops everything and what never ran fails with CancelledError (issue 9:
+    map_async blocked, and terminate() after it hung)."""
+    from concurrent.futures import CancelledError
+    ev = gilfree.Event()  # never set: the workers stay busy until terminate()
+    p = Pool(2)
+    m = p.map_async(_wait_for, [ev] * 5000, chunksize=1)
+    calls = [p.apply_async(_wait_for, (ev,)) for _ in range(3000)]
+    timed = [p.apply_async(_wait_for, (ev,), timeout=60) for _ in range(500)]
+    p.terminate()
+    p.join()
+    with pytest.raises(CancelledError):
+        m.get(timeout=30)
+    for r in calls + timed:
+        with pytest.raises(CancelledError):
+            r.get(timeout=30)
+
+
+@pytest.mark.timeout(60)
+def test_fixed_chunks_beyond_the_mailboxes_all_run():
+    with Pool(2) as p:
+        r = p.map_async(sq, range(6000), chunksize=1)
+        s = p.starmap_async(add, [(i, 1) for i in range(3000)], chunksize=2)
+        calls = [p.apply_async(sq, (i,)) for i in range(3000)]
+        assert r.get(timeout=50) == [i * i for i in range(6000)]
+        assert s.get(timeout=50) == [i + 1 for i in range(3000)]
+        assert [c.get(timeout=50) for c in calls] == [i * i for i in range(3000)]
+
+
+def _record_or_raise(x, seen, go):
+    if x == 0:
+        raise ValueError("item 0")
+    go.wait(30)
+    seen.append(x)
+    return x
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("chunksize", [None, 1, 3])
+def test_map_keeps_running_the_other_items_after_a_failure(chunksize):
+    """One failing item fails map() at once, but the other chunks still run -- queued and not
+    yet sent ones included -- and join() waits for them, as with the stdlib (issue 9,
+    test_map_no_failfast: the queued chunks used to be cancelled). Also: a shared object in
+    the mapped callable survives the workers' exits (each worker's load of the function's
+    pickle used to adopt a reference nobody took: the list was freed under the parent)."""
+    seen, go = gilfree.SharedList(), gilfree.Event()
+    p = Pool(2)
+    with pytest.raises(ValueError, match="item 0"):
+        p.map(_bound(seen, go), range(40), chunksize=chunksize)
+    go.set()
+    p.close()
+    p.join()
+    # the failing chunk's own later items do not run (as the stdlib's mapstar); the others do
+    first = chunksize or 1  # adaptive: the first chunks are one-item probes
+    assert sorted(seen) == list(range(first, 40))
+
+
+class _bound:
+    """A picklable callable: _record_or_raise(x, seen, go)."""
+
+    def __init__(self, seen, go):
+        self.seen, self.go = seen, go
+
+    def __call__(self, x):
+        return _record_or_raise(x, self.seen, self.go)
+
+
+def _items_then_raise(n, when):
+    for i in range(n):
+        if i == when:
+            raise KeyError("from the iterable at %d" % i)
+        yield i
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("chunksize,ok", [(1, 7), (2, 6), (4, 4), (10, 0)])
+def test_imap_raises_the_iterables_error_in_its_place(chunksize, ok):
+    """The results of the items before the failing chunk come out, then next() raises the
+    iterable's own exception (the items of the chunk it broke are dropped), as the stdlib's
+    imap (issue 9: it was raised before any result)."""
+    with Pool(2) as p:
+        it = p.imap(sq, _items_then_raise(20, 7), chunksize)
+        assert [next(it) for _ in range(ok)] == [i * i for i in range(ok)]
+        with pytest.raises(KeyError, match="at 7"):
+            next(it)
+        it = p.imap_unordered(sq, _items_then_raise(20, 7), chunksize)
+        got = []
+        with pytest.raises(KeyError, match="at 7"):
+            for _ in range(20):
+                got.append(next(it))
+        assert set(got) <= {i * i for i in range(7)}
+
+
+def _use_inherited_pool(pool, q):
+    with pool:  # the child's copy: closing it must not touch the parent's workers
+        pass
+    pool.close()
+    pool.join()
+    q.put("ok")
+
+
+@pytest.mark.timeout(60)
+def test_forked_child_may_close_its_copy_of_a_pool():
+    with Pool(2) as p:
+        q = gilfree.Queue()
+        c = gilfree.Process(target=_use_inherited_pool, args=(p, q))
+        c.start()
+        assert q.get(timeout=30) == "ok"
+        c.join(30)
+        assert c.exitcode == 0
+        assert p.map(sq, range(10)) == [i * i for i in range(10)]  # still the parent's

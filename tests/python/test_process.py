@@ -231,6 +231,49 @@ def test_contexts():
     assert mp.TimeoutError is multiprocessing.TimeoutError
 
 
+def _send_start_method(conn):
+    conn.send(gilfree.get_start_method())
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_child_knows_its_start_method(method):
+    """get_start_method() in a child says how it was started, through a context's Process
+    and through gilfree.Process under set_start_method (issue 9: spawned children said
+    'fork')."""
+    ctx = mp.get_context(method)
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_send_start_method, args=(w,))
+    p.start()
+    assert r.recv() == method
+    p.join(60)
+    old = mp.get_start_method()
+    mp.set_start_method(method, force=True)
+    try:
+        p = mp.Process(target=_send_start_method, args=(w,))
+        p.start()
+        assert r.recv() == method
+        p.join(60)
+    finally:
+        mp.set_start_method(old, force=True)
+    assert mp.get_context() is mp.get_context(old)
+
+
+def test_start_method_unset_and_forced():
+    old = mp.get_start_method()
+    try:
+        mp.set_start_method(None, force=True)
+        assert mp.get_start_method(allow_none=True) is None
+        assert mp.get_context().get_start_method() == "fork"  # first use fixes the default
+        assert mp.get_start_method(allow_none=True) == "fork"
+        with pytest.raises(ValueError):
+            mp.set_start_method("nope", force=True)
+        with pytest.raises(ValueError):
+            mp.get_context("fork").set_start_method(None)
+    finally:
+        mp.set_start_method(old, force=True)
+
+
 def _use_lock_and_value(lock, value, n):
     for _ in range(n):
         with lock:

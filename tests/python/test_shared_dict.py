@@ -73,7 +73,45 @@ def test_random_ops_match_dict():
             assert (k in d) == (k in ref)
         assert len(d) == len(ref)
     assert d == ref
+    assert list(d.items()) == list(ref.items())  # the same order, too
     assert d._check() == len(ref)
+
+
+def _add_key(d):
+    d["from the child"] = 1
+
+
+def test_insertion_order_and_iteration_as_a_dict():
+    """keys/values/items/iter/repr in insertion order (a replace keeps a key's place, delete
+    then set moves it to the end), and iter() raises RuntimeError once the size changes -- in
+    any process -- as a dict's iterator (issue 9: hash order, and a list iterator)."""
+    d, ref = SharedDict(), {}
+    for k in [5, "b", (1, 2), -1, "a", 2**40, b"x", 3.5] + list(range(100, 0, -7)):
+        d[k] = ref[k] = str(k)
+    d["b"] = ref["b"] = "replaced"
+    del d[5], ref[5]
+    d[5] = ref[5] = "back at the end"
+    d.setdefault("new", 1), ref.setdefault("new", 1)
+    d.update_item("a", lambda v: v + "!"), ref.update({"a": ref["a"] + "!"})
+    assert list(d) == list(ref) and d.keys() == list(ref.keys())
+    assert d.values() == list(ref.values()) and d.items() == list(ref.items())
+    assert repr(d) == repr(ref)
+    it = iter(d)
+    assert next(it) == next(iter(ref))
+    d["grown"] = 1
+    with pytest.raises(RuntimeError, match="changed size"):
+        next(it)
+    it = iter(d)
+    p = gilfree.Process(target=_add_key, args=(d,))
+    p.start()
+    p.join(30)
+    with pytest.raises(RuntimeError):
+        next(it)
+    it = iter(d)
+    assert len(list(it)) == len(d) and list(it) == []  # exhausted stays exhausted
+    d.clear()
+    assert list(it) == []
+    assert it.__length_hint__() == 0
 
 
 def test_canonical_keys():

@@ -52,6 +52,23 @@ def test_protocol_basics():
         l.pop()
 
 
+def test_iterator_is_live_as_a_lists():
+    """iter() reads each item when next() reaches it, as a list iterator (and ListProxy's)
+    does; an exhausted iterator stays exhausted."""
+    l, ref = SharedList(range(10)), list(range(10))
+    for seq in (l, ref):
+        it = iter(seq)
+        assert list(it) == list(range(10)) and list(it) == []
+        it = iter(seq)
+        seq[0] = 100
+        assert next(it) == 100
+        del seq[5:]
+        assert list(it) == [1, 2, 3, 4]
+        seq.append(7)
+        assert list(it) == []
+    assert l == ref
+
+
 def test_random_ops_match_list():
     rnd = random.Random(2)
     l, ref = SharedList(), []

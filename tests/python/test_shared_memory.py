@@ -20,6 +20,10 @@ def test_shared_memory_basics():
     s.buf[:5] = b"hello"
     t = SharedMemory(s.name)
     assert bytes(t.buf[:5]) == b"hello"
+    big = SharedMemory(s.name, size=20 * s.size)  # as the stdlib: size ignored on attach
+    assert big.size == s.size
+    big.close()
+    pickled = pickle.dumps(t)
     with pytest.raises(FileExistsError):
         SharedMemory(s.name, create=True, size=10)
     with pytest.raises(FileNotFoundError):
@@ -31,11 +35,48 @@ def test_shared_memory_basics():
     with pytest.raises(FileNotFoundError):
         SharedMemory(s.name)
     assert bytes(t.buf[:5]) == b"hello"  # still attached: no early deletion
-    u = pickle.loads(pickle.dumps(t))   # a handle travels even after unlink
-    assert bytes(u.buf[:5]) == b"hello"
+    with pytest.raises(FileNotFoundError):  # as the stdlib: loading attaches by name
+        pickle.loads(pickled)
+    with pytest.raises(FileNotFoundError):
+        pickle.loads(pickle.dumps(t))
     t.close()
-    u.close()
     assert set(os.listdir("/dev/shm")) == before
+
+
+def test_pickle_of_a_name_made_again_attaches_to_the_new_block():
+    s = SharedMemory("gf_test_again_%d" % os.getpid(), create=True, size=16)
+    pickled = pickle.dumps(s)
+    s.unlink()
+    s2 = SharedMemory(s.name, create=True, size=32)
+    s2.buf[0] = 7
+    u = pickle.loads(pickled)
+    assert u.size == 32 and u.buf[0] == 7
+    for x in (s, s2, u):
+        x.close()
+    s2.unlink()
+
+
+def test_shared_memory_manager_unlinks_its_blocks_at_shutdown():
+    smm = gilfree.managers.SharedMemoryManager()
+    with pytest.raises(ValueError):
+        smm.SharedMemory(10)  # not started
+    with pytest.raises(ValueError):
+        smm.ShareableList([1])
+    smm.start()
+    shm, sl = smm.SharedMemory(64), smm.ShareableList(range(5))
+    assert len(ShareableList(name=sl.shm.name)) == 5
+    names = [shm.name, sl.shm.name]
+    smm.shutdown()
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            SharedMemory(name)
+    assert list(sl) == [0, 1, 2, 3, 4]  # still mapped by its holder
+    shm.close()
+    sl.shm.close()
+    with gilfree.managers.SharedMemoryManager() as smm2:
+        name = smm2.ShareableList("howdy").shm.name
+    with pytest.raises(FileNotFoundError):
+        ShareableList(name=name)
 
 
 def test_shared_memory_freed_when_last_user_goes():

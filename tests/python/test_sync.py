@@ -66,6 +66,16 @@ def test_lock_block_false_ignores_timeout():
     L.release()
 
 
+def test_sync_objects_are_weakly_referenceable():
+    import weakref
+    for make in (mp.Lock, mp.RLock, mp.Semaphore, mp.BoundedSemaphore, mp.Condition, mp.Event):
+        o = make()
+        r = weakref.ref(o)
+        assert r() is o
+        del o
+        assert r() is None, make
+
+
 def test_lock_repr():
     L = mp.Lock()
     assert repr(L) == "<Lock(owner=None)>"
@@ -268,6 +278,69 @@ def test_condition_cross_process_notify_all():
     for p in ps:
         p.join(20)
         assert p.exitcode == 0
+
+
+def _count_in_and_wait(c, waiting, woken):
+    with c:
+        waiting.value += 1
+        c.wait(30)
+        woken.value += 1
+
+
+@pytest.mark.timeout(60)
+def test_condition_notify_n_wakes_exactly_n():
+    """notify(n) releases exactly n of the waiters (here 4 processes and 2 threads), even when
+    they are not all asleep yet; notify_all() releases the rest (issue 9: notify(2) used to
+    wake all four)."""
+    c = mp.Condition()
+    waiting, woken = mp.Value("i", 0), mp.Value("i", 0)
+    procs = [mp.Process(target=_count_in_and_wait, args=(c, waiting, woken)) for _ in range(4)]
+    threads = [threading.Thread(target=_count_in_and_wait, args=(c, waiting, woken))
+               for _ in range(2)]
+    for w in procs + threads:
+        w.start()
+    while True:
+        with c:  # a waiter counts itself in holding c and is listed before it releases c
+            if waiting.value == 6:
+                assert c._n_waiting() == 6
+                c.notify(2)
+                assert c._n_waiting() == 4
+                break
+        time.sleep(0.001)
+    while woken.value < 2:
+        time.sleep(0.001)
+    time.sleep(0.2)  # nobody else may follow
+    assert woken.value == 2
+    with c:
+        assert c._n_waiting() == 4
+        c.notify(3)
+        assert c._n_waiting() == 1
+        c.notify_all()
+        assert c._n_waiting() == 0
+    for w in procs + threads:
+        w.join(30)
+    assert woken.value == 6
+    assert [p.exitcode for p in procs] == [0] * 4
+
+
+@pytest.mark.timeout(30)
+def test_condition_timed_out_waiter_takes_no_notify():
+    """A waiter that timed out is gone: a later notify() releases a waiter still waiting."""
+    c = mp.Condition()
+    with c:
+        assert c.wait(0.01) is False
+        assert c._n_waiting() == 0
+    got = []
+    t = threading.Thread(target=lambda: got.append(c.acquire() and c.wait(30)) or c.release())
+    t.start()
+    while True:
+        with c:
+            if c._n_waiting() == 1:
+                c.notify()
+                break
+        time.sleep(0.001)
+    t.join(30)
+    assert got == [True]
 
 
 def test_condition_timeout_and_errors():

@@ -66,6 +66,13 @@ def main() -> None:
         md = m.dict()
         ml = m.list()
         md["a"] = ml
+    with mp.Manager() as m2:
+        mv = m2.Value("i", 1)
+        mv.set(mv.get() + 1)
+    wrapper = mp.heap.BufferWrapper(8)
+    view: memoryview = wrapper.create_memoryview()
+    view[0] = 1
+    mp.util.get_logger().debug("typed")
     shm = shared_memory.SharedMemory(create=True, size=16)
     shm.buf[0] = 1
     shm.close()
