@@ -74,12 +74,14 @@ _LAZY = {
     "heap": ("gilfree.heap", None),
     "dummy": ("gilfree.dummy", None),
     "resource_tracker": ("gilfree.resource_tracker", None),
+    "resource_sharer": ("gilfree.resource_sharer", None),
     "sharedctypes": ("gilfree.sharedctypes", None),
     "synchronize": ("gilfree.synchronize", None),
     "containers": ("gilfree.containers", None),
 }
 _SUBMODULES = ("managers", "shared_memory", "futures", "pool", "util", "reduction", "heap",
-               "dummy", "resource_tracker", "sharedctypes", "synchronize", "containers")
+               "dummy", "resource_tracker", "resource_sharer", "sharedctypes", "synchronize",
+               "containers")
 __all__ += [n for n in _LAZY if n not in _SUBMODULES]
 
 

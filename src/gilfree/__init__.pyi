@@ -12,6 +12,7 @@ from gilfree import heap as heap
 from gilfree import managers as managers
 from gilfree import reduction as reduction
 from gilfree import resource_tracker as resource_tracker
+from gilfree import resource_sharer as resource_sharer
 from gilfree import shared_memory as shared_memory
 from gilfree import sharedctypes as sharedctypes
 from gilfree import synchronize as synchronize

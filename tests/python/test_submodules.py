@@ -24,7 +24,8 @@ def _resource_tracker():
 def test_submodules_as_attributes_and_imports():
     code = textwrap.dedent("""
         import gilfree, sys
-        names = ["util", "reduction", "heap", "dummy", "resource_tracker", "sharedctypes",
+        names = ["util", "reduction", "heap", "dummy", "resource_tracker", "resource_sharer",
+                 "sharedctypes",
                  "synchronize", "managers", "pool", "connection", "queues", "process",
                  "context", "shared_memory"]
         for n in names:
@@ -218,3 +219,15 @@ def test_resource_tracker_ignores_gilfree_blocks(monkeypatch):
     finally:
         s.close()
         s.unlink()
+
+
+# ---------------------------------------------------------------------------- resource_sharer
+
+def test_resource_sharer_is_the_standard_librarys():
+    """A socket Connection pickled by gilfree refers to resource_sharer.DupFd: the same class
+    whichever module name a program imports it by, and stop() ends that one sharer."""
+    import multiprocessing.resource_sharer as std
+
+    import gilfree.resource_sharer as rs
+    assert (rs.DupFd, rs.stop) == (std.DupFd, std.stop)
+    assert mp.resource_sharer is rs
