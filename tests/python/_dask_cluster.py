@@ -50,6 +50,7 @@ class DaskCluster:
     def __init__(self, workdir, nworkers=2, worker_env_path=(), scheduler_args=(),
                  worker_args=(), protocol="tcp"):
         self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
         self.nworkers = nworkers
         self.worker_env_path = list(worker_env_path)
         self.scheduler_args = list(scheduler_args)
@@ -87,11 +88,14 @@ class DaskCluster:
                                   "--protocol", self.protocol, "--no-dashboard",
                                   "--scheduler-file", self.scheduler_file]
                     + self.scheduler_args, dask_env())
-        while not os.path.exists(self.scheduler_file):
+        while self.address is None:  # (the file may exist before it is written)
             self._check_alive(deadline)
             time.sleep(0.05)
-        with open(self.scheduler_file) as f:
-            self.address = json.load(f)["address"]
+            try:
+                with open(self.scheduler_file) as f:
+                    self.address = json.load(f)["address"]
+            except (OSError, ValueError, KeyError):
+                pass
         wenv = dask_env(self.worker_env_path)
         for i in range(self.nworkers):
             self._spawn("worker%d" % i, ["worker", "--scheduler-file", self.scheduler_file,

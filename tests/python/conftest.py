@@ -165,8 +165,12 @@ def fork():
 
 @pytest.fixture(scope="session")
 def dask_cluster(tmp_path_factory):
-    """The session's DaskCluster (tests/python/_dask_cluster.py): 2 workers, 1 thread each."""
+    """The session's DaskCluster (tests/python/_dask_cluster.py): 2 workers, 1 thread each.
+    Not under ASan (scripts/pytest_asan.sh): the cluster code is pure Python over Dask, and
+    the plain pass runs it."""
     pytest.importorskip("distributed")
+    if os.environ.get("GILFREE_ASAN"):
+        pytest.skip("cluster tests run in the plain pass")
     from _dask_cluster import DaskCluster
 
     cluster = DaskCluster(tmp_path_factory.mktemp("dask"), nworkers=2).start()
@@ -179,3 +183,15 @@ def dask_address(dask_cluster):
     """The session cluster's scheduler address, once both of its workers are up."""
     dask_cluster.wait_for_workers(dask_cluster.nworkers, 60)
     return dask_cluster.address
+
+
+@pytest.fixture(scope="session")
+def mp_resource_tracker():
+    """multiprocessing's resource tracker, started now. The spawn start method (Dask's
+    LocalCluster starts its workers so) starts this helper on first use and keeps it until the
+    interpreter exits; started by a session fixture, it is in every test's "before" set like
+    the session cluster, and the leak check still fails any process a test leaves."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    return resource_tracker._resource_tracker._pid

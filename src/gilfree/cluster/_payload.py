@@ -28,6 +28,7 @@ import cloudpickle
 from gilfree.cluster._remote import K_BATCH, K_CALL, K_MAP, K_STARMAP
 
 DEFAULT_THRESHOLD = 1 << 20  # 1 MiB
+_SIMPLE = frozenset((int, float, str, bytes, bool, type(None)))
 MAX_BYTES = 1 << 30          # bytes / bytearray objects held alive for reuse (LRU)
 
 
@@ -49,6 +50,26 @@ def dumps_function(fn):
     if mod is not None and mod in cloudpickle.list_registry_pickle_by_value():
         return cloudpickle.dumps(fn, 5)
     return dumps(fn)
+
+
+def _discard(buf):
+    return None
+
+
+def check(kind, obj):
+    """Raise what pickling the call ``obj`` would raise (buffers are not copied). A map or
+    starmap input of only ints, floats, str, bytes, bools and None is not pickled for it."""
+    if isinstance(obj, range):
+        return
+    if kind == K_MAP and set(map(type, obj)) <= _SIMPLE:
+        return
+    if kind == K_STARMAP and all(type(x) in (tuple, list) for x in obj) and \
+            set(map(type, itertools.chain.from_iterable(obj))) <= _SIMPLE:
+        return
+    try:
+        pickle.dumps(obj, 5, buffer_callback=_discard)
+    except Exception:
+        cloudpickle.dumps(obj, 5, buffer_callback=_discard)
 
 
 class _RefPickler(cloudpickle.Pickler):

@@ -122,8 +122,11 @@ class ClusterPool(Pool):
         self._core.name_of(b, fn)
         return b
 
-    def _map_async(self, *args):
-        res = super()._map_async(*args)
+    def _map_async(self, kind, func, iterable, *args):
+        # the whole input must pickle before the first chunk goes (nothing sent otherwise)
+        items = iterable if isinstance(iterable, (list, tuple, range)) else list(iterable)
+        _payload.check(kind, items)
+        res = super()._map_async(kind, func, items, *args)
         plan = res._plan
         if plan is not None:  # per-instance constants: chunks sized for a cluster
             plan.TARGET_NS = self.CHUNK_TARGET_NS
