@@ -341,3 +341,27 @@ def test_local_cluster_starts_and_stops_with_the_pool(mp_resource_tracker):
     with gilfree.ProcessPoolExecutor(1, cluster="local") as ex:
         assert list(ex.map(sq, range(5))) == [0, 1, 4, 9, 16]
     # (the leak check then sees that no worker process is left)
+
+
+# ------------------------------------------------------------------ the demo's cluster rows
+
+@pytest.mark.timeout(300)
+def test_demo_adds_cluster_rows_checked_against_serial(tmp_path):
+    import json
+
+    out = tmp_path / "demo"
+    env = dict(os.environ)
+    env.pop("GILFREE_CLUSTER", None)
+    proc = subprocess.run([sys.executable, "-m", "gilfree", "demo", "--cluster", "local",
+                           "--workers", "2", "--lines", "20000", "--frames", "4", "--count",
+                           "2000000", "--out", str(out)], capture_output=True, text=True,
+                          timeout=280, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(out / "results.json") as f:
+        rows = json.load(f)["results"]
+    dask = [r for r in rows if r["runner"] == "gilfree-dask"]
+    assert len(dask) == 3 and all(r["status"] == "ok" for r in dask), dask
+    notes = {r["workload"].split(" ")[0]: r["note"] for r in dask}
+    assert notes["log"] == "counts equal" and notes["ASCII"] == "frames equal", notes
+    assert "gilfree Pool on Dask (local cluster)" in proc.stdout
+    assert (out / "demo.png").stat().st_size > 1000

@@ -10,7 +10,8 @@ import pytest
 MODULES = ["gilfree", "gilfree._core", "gilfree.connection", "gilfree.queues",
            "gilfree.synchronize", "gilfree.process", "gilfree.context", "gilfree.pool",
            "gilfree.futures", "gilfree.managers", "gilfree.shared_memory",
-           "gilfree.sharedctypes"]
+           "gilfree.sharedctypes", "gilfree.cluster", "gilfree.cluster.pool",
+           "gilfree.cluster.dask", "gilfree.cluster.demo"]
 
 # Names allowed to lack a docstring for now (none: every public name is documented).
 KNOWN_MISSING = set()
