@@ -194,7 +194,7 @@ class DaskCore:
         self.names = {}      # pickled function -> its name (task keys carry it: name_of)
         self._payloads = _payload.Payloads(
             lambda x: client.scatter(x, broadcast=True, hash=False), scatter_threshold)
-        self._ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        self._ac = as_completed(loop=client.loop)
         self._work = threading.Event()
         self._pump = threading.Thread(target=self._pump_loop, daemon=True,
                                       name="gilfree-dask-results")
@@ -384,8 +384,9 @@ class DaskCore:
             pass
 
     def _pump_loop(self):
-        """Take completed Dask futures (as_completed, with their results) and turn them into
-        results; resubmit lost tasks that have retries left."""
+        """Take the Dask futures that completed (as_completed), fetch the results of a batch
+        of them with one Client.gather, and turn them into results; resubmit lost tasks that
+        have retries left."""
         ac = self._ac
         while not self._stopped:
             if ac.is_empty():
@@ -394,33 +395,50 @@ class DaskCore:
                 continue
             try:
                 batch = ac.next_batch(block=True)
+                self._completed(batch)
             except StopIteration:
                 continue
             except Exception:
                 if self._stopped:
                     return
                 raise
-            for fut, res in batch:
-                self._finished(fut, res)
 
-    def _finished(self, fut, res):
+    def _task_of(self, fut):
+        """The outstanding task whose current attempt is fut (None: it has its result)."""
         with self._lock:
             tid = self._keys.get(fut.key)
             task = self._tasks.get(tid) if tid is not None else None
-        if task is None or task.fut is not fut:
-            return  # it had its result already (timeout, cancel, terminate)
-        if fut.status == "finished":
-            elapsed, data, bufs = res
+        return task if task is not None and task.fut is fut else None
+
+    def _completed(self, futs):
+        done = {}
+        for fut in futs:
+            task = self._task_of(fut)
+            if task is None:
+                continue  # (timeout, cancel, terminate)
+            if fut.status == "finished":
+                done[fut.key] = (task, fut)
+            elif fut.status == "error":
+                self._erred(task, type(fut.exception()), fut.exception(), fut.traceback())
+            else:  # cancelled by Dask (not by us: ours have their result already)
+                try:
+                    fut.result()
+                except BaseException as e:  # Dask's reason (e.g. the scheduler was lost)
+                    self._resolve(task.tid, S_ERROR, e)
+        if not done:
+            return
+        values = self.client.gather({k: f for k, (_, f) in done.items()}, errors="skip")
+        for key, (task, fut) in done.items():
+            if key not in values:  # its data was lost meanwhile: Dask computes it again
+                self._ac.add(fut)
+                continue
+            elapsed, data, bufs = values[key]
             try:
                 value = pickle.loads(data, buffers=bufs)
             except Exception as e:
-                self._resolve(tid, S_DECODE, e)
+                self._resolve(task.tid, S_DECODE, e)
             else:
-                self._resolve(tid, S_OK, value, elapsed)
-        elif fut.status == "error":
-            self._erred(task, *res)
-        else:  # cancelled by Dask (not by us: ours have their result already)
-            self._resolve(tid, S_ERROR, res)
+                self._resolve(task.tid, S_OK, value, elapsed)
 
     def _erred(self, task, typ, exc, tb):
         from distributed.scheduler import KilledWorker

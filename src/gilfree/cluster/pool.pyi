@@ -12,6 +12,7 @@ class ClusterPool(Pool):
     CHUNK_TARGET_NS: int
     CHUNK_MIN_NS: int
     CHUNK_QUEUE_NS: int
+    CHUNK_GROWTH: int
     def __init__(self, processes: int | None = None,
                  initializer: Callable[..., object] | None = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: int | None = None,
