@@ -2,6 +2,7 @@
 """gilfree's cluster Pool on a local 2-worker Dask cluster, side by side with plain
 ``distributed.Client.map`` / ``submit`` and Ray's ``ray.util.multiprocessing.Pool`` (issue 10).
 
+    pip install -r requirements/bench-cluster.txt    # dask, distributed, ray (pinned)
     python bench/cluster_bench.py [--quick] [--repeat R] [--groups a,b] [--tiny N]
 
 Groups (targets from the issue; every figure is reported, misses included):
