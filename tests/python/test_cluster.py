@@ -16,6 +16,8 @@ import time
 import pytest
 
 pytest.importorskip("distributed")
+if os.environ.get("GILFREE_ASAN"):  # pure Python over Dask: the plain pass runs it
+    pytest.skip("cluster tests run in the plain pass", allow_module_level=True)
 
 import gilfree  # noqa: E402
 from gilfree.pool import TaskTimeoutError, WorkerLostError  # noqa: E402
