@@ -57,7 +57,9 @@ def _dask():
 
     with dask.config.set(LOCAL_CONFIG):  # the cluster gilfree's cluster="local" starts
         cluster = distributed.LocalCluster(n_workers=WORKERS, threads_per_worker=1,
-                                           processes=True, dashboard_address=None)
+                                           processes=True, dashboard_address=None,
+                                           scheduler_kwargs={"dashboard_address":
+                                                             "127.0.0.1:0"})
     client = distributed.Client(cluster, set_as_default=False)
     client.wait_for_workers(WORKERS)
     return cluster, client

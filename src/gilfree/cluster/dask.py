@@ -119,9 +119,12 @@ def connect(cluster, processes=None, security=None, connect_timeout=DEFAULT_CONN
     try:
         if isinstance(cluster, str) and cluster.strip().lower() == "local":
             with dask.config.set(LOCAL_CONFIG):
+                # no dashboard; the scheduler's HTTP endpoints on a random loopback port
                 lc = distributed.LocalCluster(n_workers=processes or os.cpu_count() or 1,
                                               threads_per_worker=1, processes=True,
-                                              dashboard_address=None, security=security)
+                                              dashboard_address=None, security=security,
+                                              scheduler_kwargs={
+                                                  "dashboard_address": "127.0.0.1:0"})
             owned.append(lc)
             target = lc
         elif isinstance(cluster, str) or hasattr(cluster, "scheduler_address"):
