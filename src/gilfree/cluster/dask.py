@@ -43,6 +43,7 @@ __all__ = ["DaskCore", "connect", "VersionMismatchError", "DEFAULT_CONNECT_TIMEO
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 GRACE = 1.0  # seconds an interrupted call may take to return before its worker is killed
+BATCH_WINDOW = 0.002  # with more tasks out than threads, results are gathered this late
 # what clusters that gilfree starts use (cluster="local"); see the module docstring
 LOCAL_CONFIG = {"distributed.scheduler.allowed-failures": 0,
                 "distributed.scheduler.worker-saturation": 1.0}
@@ -140,6 +141,8 @@ def connect(cluster, processes=None, security=None, connect_timeout=DEFAULT_CONN
                                   "%g s (connect_timeout=): %s" % (cluster, connect_timeout, e)
                                   ) from e
         owned.insert(0, client)
+        if target is not cluster:  # our LocalCluster: every worker has joined
+            client.wait_for_workers(len(lc.workers), timeout=60)
         _check_versions(client)
         return client, owned
     except BaseException:
@@ -398,6 +401,11 @@ class DaskCore:
                 continue
             try:
                 batch = ac.next_batch(block=True)
+                if len(self._tasks) > len(batch) + self.nthreads():
+                    # a busy cluster: let a few more complete, so that one gather fetches
+                    # them all (each gather is a round trip through the scheduler)
+                    time.sleep(BATCH_WINDOW)
+                    batch += ac.next_batch(block=False)
                 self._completed(batch)
             except StopIteration:
                 continue

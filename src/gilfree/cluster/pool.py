@@ -6,7 +6,7 @@ method, result object and extra of the local pool (batched ``apply_async``, the 
 ``map``, ``imap``, callbacks, ``timeout=``, ``retries=``, ``progress=``) runs unchanged on
 the cluster's transport, which replaces the C worker pool. What differs is said here and in
 docs/cluster.md: functions travel with cloudpickle (lambdas and closures work), large
-arguments are scattered once, adaptive map chunks aim at ~100 ms of work and grow 64-fold per
+arguments are scattered once, adaptive map chunks aim at ~250 ms of work and grow 64-fold per
 measurement (Dask's per-task cost is about a millisecond), ``map_lines`` reads the file here and ships byte ranges,
 ``maxtasksperchild`` is refused (Dask workers are long-lived).
 """
@@ -37,9 +37,9 @@ class ClusterPool(Pool):
     """
 
     # adaptive map chunks on a cluster: target, minimum and queued work per worker (ns)
-    CHUNK_TARGET_NS = 100_000_000
-    CHUNK_MIN_NS = 20_000_000
-    CHUNK_QUEUE_NS = 200_000_000
+    CHUNK_TARGET_NS = 250_000_000
+    CHUNK_MIN_NS = 50_000_000
+    CHUNK_QUEUE_NS = 500_000_000
     CHUNK_GROWTH = 64  # (fewer round trips to reach the target size)
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
