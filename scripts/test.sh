@@ -2,8 +2,9 @@
 # The whole test suite: C core tests under ASan+UBSan (with the standalone fuzz drivers and the
 # C examples), the lock/ring tests under TSan, valgrind on the arena and ring tests, libFuzzer on
 # the frame and ring parsers, then pytest on the installed package (which runs the seed
-# examples too, the cluster suite on a real Dask cluster and the Celery example on a real
-# redis-server, all started and stopped by the tests).
+# examples, the documentation's code blocks, the cluster suite on a real Dask cluster and
+# the Celery example on a real redis-server, all started and stopped by the tests), with the
+# documentation site built in between.
 export GILFREE_NEED_VALGRIND=1 GILFREE_NEED_CLANG=1 GILFREE_NEED_REDIS=1
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 "$VPY" -m pip install -q -r "$ROOT/requirements/test.txt"
@@ -23,6 +24,12 @@ GILFREE_VENV="$VENV" bash scripts/pytest_asan.sh
 
 echo "== Python package"
 "$VPY" -m pip install -q --no-build-isolation "$ROOT"
+
+# The documentation site, against the package just installed (autodoc imports it); every
+# warning is an error. Its code blocks are run by tests/python/test_docs.py below.
+echo "== Documentation (Sphinx -W: docs/ -> build/docs-html)"
+rm -rf "$ROOT/build/docs-html"
+"$VPY" -m sphinx -W --keep-going -q -b html "$ROOT/docs" "$ROOT/build/docs-html"
 # Run from tests/ so that the source tree is not shadowing the installed package.
 cd "$ROOT/tests"
 exec "$VPY" -m pytest -p no:cacheprovider -q python "$@"
