@@ -1,5 +1,7 @@
 """gilfree.cluster: the same Pool and ProcessPoolExecutor on more machines (Dask distributed).
 
+Usage::
+
     pool = gilfree.Pool(cluster="tcp://scheduler:8786")     # or a distributed.Client,
     ex = gilfree.ProcessPoolExecutor(cluster="local")        # "local": a LocalCluster here
     GILFREE_CLUSTER=tcp://scheduler:8786 python program.py   # every Pool/Executor, no edit
