@@ -353,8 +353,9 @@ class DaskCore:
                 "scheduler": self.client.scheduler.address}
 
     def pids(self):
-        """The process ids of the cluster's workers."""
-        return list(self.client.run(os.getpid).values())
+        """The process ids of the cluster's workers (a worker going away meanwhile is left
+        out)."""
+        return list(self.client.run(os.getpid, on_error="ignore").values())
 
     def nthreads(self):
         """Worker threads in the cluster (refreshed every 2 s; at least 1)."""
