@@ -19,6 +19,7 @@ gilfree.ProcessPoolExecutor, gilfree.Queue, ...), exactly like the standard libr
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import os
@@ -387,6 +388,128 @@ def b_pipe(variant, n):
     a.send(None)
     p.join()
     return r
+
+
+# Sockets: multiprocessing.connection's Listener / Client, each variant's own on both sides (the
+# child is the variant's Process). The peer computes its reply (the round trip) or sends a fresh
+# buffer it made before connecting (the stream); timing starts once the connection is made.
+
+def _connection_module(variant):
+    if variant == "gilfree":
+        gilfree_module()
+        from gilfree import connection
+        return connection
+    from multiprocessing import connection
+    return connection
+
+
+def _sock_peer(variant, address, mode, n):
+    conn = _connection_module(variant).Client(address, authkey=b"bench")
+    if mode == "echo":
+        while True:
+            m = conn.recv()
+            if m is None:
+                break
+            conn.send((m[0] + 1, m[1].upper()))
+    else:
+        payload = os.urandom(1 << 20)
+        for i in range(n):
+            conn.send_bytes(payload)
+        conn.send_bytes(b"")
+    conn.close()
+
+
+def _sock_session(variant, family, mode, n, body):
+    mp = mp_module(variant)
+    with _connection_module(variant).Listener(family=family, authkey=b"bench") as listener:
+        p = mp.Process(target=_sock_peer, args=(variant, listener.address, mode, n))
+        p.start()
+        with listener.accept() as c:
+            res = body(c)
+        p.join()
+    return res
+
+
+def _sock_server(variant, address):
+    """Serve connections, one request each, until a request is None."""
+    listener = _connection_module(variant).Listener(address, authkey=b"bench", backlog=16)
+    while True:
+        with listener.accept() as c:
+            m = c.recv()
+            c.send(None if m is None else m + 1)
+        if m is None:
+            break
+    listener.close()
+
+
+def _sock_connect(variant, n, family):
+    """Per connection: Client(address, authkey) (connect + handshake), one request, close."""
+    mp, conn = mp_module(variant), _connection_module(variant)
+    with conn.Listener(family=family) as probe:  # a free address for the server
+        address = probe.address
+    p = mp.Process(target=_sock_server, args=(variant, address))
+    p.start()
+    for _ in range(500):  # wait until it listens
+        try:
+            with conn.Client(address, authkey=b"bench") as c:
+                c.send(-1)
+                c.recv()
+            break
+        except OSError:
+            time.sleep(0.01)
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        with conn.Client(address, authkey=b"bench") as c:
+            c.send(i)
+            assert c.recv() == i + 1
+        samples.append(time.perf_counter_ns() - t0)
+    with conn.Client(address, authkey=b"bench") as c:
+        c.send(None)
+        c.recv()
+    p.join()
+    samples = samples[len(samples) // 10:]
+    return {"value": statistics.median(samples) / 1e3, "p99_us": pct(samples, 0.99) / 1e3}
+
+
+def _sock_roundtrip(variant, n, family):
+    def body(c):
+        r = _pingpong(lambda i: c.send((i, "ping")), c.recv, n)
+        c.send(None)
+        return r
+    return _sock_session(variant, family, "echo", n, body)
+
+
+def _sock_stream(variant, n, family):
+    def body(c):
+        t0 = time.perf_counter()
+        got, check = 0, 0
+        while True:
+            b = c.recv_bytes()
+            if not b:
+                break
+            got += 1
+            check ^= b[-1]
+        dt = time.perf_counter() - t0
+        assert got == n
+        return {"value": n * (1 << 20) / dt / 1e6}
+    return _sock_session(variant, family, "stream", n, body)
+
+
+for _family, _tag, _where in (("AF_UNIX", "unix", "AF_UNIX"), ("AF_INET", "tcp", "TCP loopback")):
+    group("socket_roundtrip_" + _tag, "Listener/Client round trip of a small object, " + _where,
+          "us (median)", False, ["stdlib", "gilfree"], 20_000, 4_000,
+          note="the peer replies (i + 1, text.upper()); authkey handshake before timing; p99 "
+               "in the JSON")(functools.partial(_sock_roundtrip, family=_family))
+    group("socket_connect_" + _tag, "Client(address, authkey) + one request + close, "
+          + _where, "us (median)", False, ["stdlib", "gilfree"], 500, 200,
+          note="connect, HMAC handshake both ways, one small request; what every manager "
+               "proxy call that opens a connection pays")(
+              functools.partial(_sock_connect, family=_family))
+    group("socket_1mib_" + _tag, "Listener/Client: 1 MiB send_bytes messages, one way, " + _where,
+          "MB/s", True, ["stdlib", "gilfree"], 400, 100,
+          note="receiver reads each message (recv_bytes) and one byte of it")(
+              functools.partial(_sock_stream, family=_family))
 
 
 def _incr(v, k):

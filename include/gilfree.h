@@ -421,6 +421,97 @@ GF_EXTERN int gf_frame_parse(const gf_arena *a, const void *msg, size_t len, gf_
 GF_EXTERN int gf_frame_header(gf_frame_hdr *hdr, int kind, size_t body_len, uint32_t nbufs);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Stream messages: Python's multiprocessing.connection framing on a socket or pipe fd         */
+/* ------------------------------------------------------------------------------------------ */
+
+/* A message on a stream fd is a 4-byte big-endian signed length, then the payload. A payload
+ * longer than 0x7fffffff bytes is announced by the length -1 followed by an 8-byte big-endian
+ * unsigned length. (The same bytes as the standard library's Connection, so either side may
+ * be Python's own.) Writers and readers are resumable state machines: a call that returns
+ * GF_EINTR or GF_ETIMEDOUT keeps what it has done and continues when called again. They never
+ * block in the kernel past the deadline on a socket (MSG_DONTWAIT + ppoll; a signal or the
+ * interrupt slice gives GF_EINTR); on a fd that is not a socket they read and write with
+ * read()/write() after poll(), so a write to a blocking pipe may block until it is done.
+ * Writes never raise SIGPIPE on a socket (MSG_NOSIGNAL); on a pipe the caller ignores it. */
+
+#define GF_SOCK_HDR_MAX 12                        /* longest header */
+#define GF_SOCK_SHORT_MAX 0x7fffffffu              /* longest payload with a 4-byte header */
+#define GF_SOCK_DEFAULT_MAX ((uint64_t)1 << 36)    /* default limit on a received payload */
+#define GF_SOCK_RX_CHUNK ((size_t)16 << 20)        /* gf_sock_rx_next_cap: first allocation */
+
+/* Encode the header for a payload of `len` bytes into hdr. Result: its length (4 or 12).
+ * Fails: GF_EMSGSIZE (len >= 2^63). */
+GF_EXTERN int gf_sock_header(uint8_t hdr[GF_SOCK_HDR_MAX], uint64_t len);
+/* Decode a header from the first n bytes of a message. Result: the header's length (4 or 12)
+ * with *len set; 0 if more bytes are needed. Fails: GF_EBADMSG (a negative length other than
+ * -1, or an 8-byte length >= 2^63), GF_EMSGSIZE (length > max; *len is set, to report it). */
+GF_EXTERN int gf_sock_header_parse(const uint8_t *p, size_t n, uint64_t max, uint64_t *len);
+
+/* Waits until fd is ready for `events` (POLLIN / POLLOUT). Result: the revents (> 0; POLLHUP
+ * and POLLERR count as ready). Fails: GF_ETIMEDOUT, GF_EINTR, GF_EBADF (not an open fd). */
+GF_EXTERN int gf_sock_wait(int fd, int events, int64_t deadline);
+
+/* Sending one message. Fields are private; `done` may be read (bytes written so far). */
+typedef struct gf_sock_tx {
+    uint8_t hdr[GF_SOCK_HDR_MAX];
+    uint32_t hlen;
+    uint32_t notsock; /* fd is not a socket: write() */
+    const uint8_t *data;
+    uint64_t len;
+    uint64_t done; /* header + payload bytes written */
+} gf_sock_tx;
+
+/* Prepare to send `len` bytes at `data` (kept by reference until the send completes).
+ * Result 0. Fails: GF_EMSGSIZE, GF_EINVAL (NULL tx, NULL data with len > 0). */
+GF_EXTERN int gf_sock_tx_init(gf_sock_tx *tx, const void *data, uint64_t len);
+/* Write the rest of the message (partial writes are continued). Result 0 when all of it has
+ * been written. Fails: GF_EINTR, GF_ETIMEDOUT (call again: nothing is written twice),
+ * GF_EPIPE (the peer closed: EPIPE or ECONNRESET), GF_EBADF, GF_EIO and other errno codes. */
+GF_EXTERN int gf_sock_tx_send(gf_sock_tx *tx, int fd, int64_t deadline);
+
+/* Receiving messages. Fields are private except `len` (payload length once the header is
+ * complete) and `got` (payload bytes read so far). */
+typedef struct gf_sock_rx {
+    uint64_t max;  /* largest payload accepted */
+    uint64_t len;
+    uint64_t got;
+    uint8_t hdr[GF_SOCK_HDR_MAX];
+    uint8_t hgot;  /* header bytes read */
+    uint8_t hlen;  /* header length once known (4 or 12); 0 before */
+    uint8_t notsock;
+    uint8_t _pad;
+} gf_sock_rx;
+
+/* Start a reader that accepts payloads of at most `max` bytes (0: GF_SOCK_DEFAULT_MAX;
+ * clamped to 2^63 - 1). */
+GF_EXTERN void gf_sock_rx_init(gf_sock_rx *rx, uint64_t max);
+/* 1 while a message is partly read (header or payload bytes consumed, message unfinished). */
+GF_EXTERN int gf_sock_rx_pending(const gf_sock_rx *rx);
+/* Read the header of the next message (after a complete message the reader moves on to the
+ * next one by itself). Reads exactly the header's bytes, never into the payload. Result 0
+ * with rx->len set. Fails: GF_EPIPE (end of file: before the first byte when
+ * !gf_sock_rx_pending(rx), else inside the header), GF_EBADMSG, GF_EMSGSIZE (rx->len = the
+ * announced length; the payload is not read: the stream cannot be resynchronised),
+ * GF_EINTR, GF_ETIMEDOUT (call again), GF_EBADF, GF_EIO. */
+GF_EXTERN int gf_sock_rx_header(gf_sock_rx *rx, int fd, int64_t deadline);
+/* Read payload bytes into buf, which holds the payload from its first byte and has room for
+ * `cap` bytes; bytes rx->got.. are read. Result 0 when rx->got == min(rx->len, cap): the
+ * message is complete if cap >= rx->len, else grow buf (see gf_sock_rx_next_cap) and call
+ * again. Fails: GF_EPIPE (end of file inside the payload), GF_EINTR, GF_ETIMEDOUT (call
+ * again), GF_EINVAL (header not read, NULL buf with cap > 0), GF_EBADF, GF_EIO. */
+GF_EXTERN int gf_sock_rx_body(gf_sock_rx *rx, int fd, void *buf, size_t cap, int64_t deadline);
+/* The capacity a payload buffer of `cap` bytes should grow to: the whole payload if it is at
+ * most GF_SOCK_RX_CHUNK bytes, else the larger of GF_SOCK_RX_CHUNK and twice cap, at most the
+ * payload. A header that lies about a huge length therefore costs memory only for the bytes
+ * that really arrive (at most twice them). 0 if the header is not read. */
+GF_EXTERN size_t gf_sock_rx_next_cap(const gf_sock_rx *rx, size_t cap);
+/* Read one whole message into *buf (malloc'd, grown with realloc as bytes arrive; *cap is its
+ * size; start with *buf = NULL, *cap = 0; free it when done). Result 0: the payload is
+ * (*buf)[0 .. rx->len). Fails: as gf_sock_rx_header and gf_sock_rx_body, GF_ENOMEM. On
+ * GF_EINTR / GF_ETIMEDOUT call again with the same rx, buf and cap. */
+GF_EXTERN int gf_sock_recv(gf_sock_rx *rx, int fd, void **buf, size_t *cap, int64_t deadline);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Processes                                                                                   */
 /* ------------------------------------------------------------------------------------------ */
 
@@ -614,7 +705,7 @@ GF_EXTERN int gf_list_unlock(gf_arena *a, gf_off l);
 GF_EXTERN int64_t gf_list_check(gf_arena *a, gf_off l);
 
 /* ------------------------------------------------------------------------------------------ */
-/* Pool: a supervised pool of worker processes (src/core/pool.c)                               */
+/* Pool: a supervised pool of worker processes (src/core/pool*.c)                              */
 /* ------------------------------------------------------------------------------------------ */
 /*
  * The parent dispatches each task to one worker's own mailbox (a ring); workers publish

@@ -14,9 +14,9 @@ if [ "$mode" = libfuzzer ]; then
   if [ -z "$CLANG" ]; then echo "libfuzzer: no clang, skipped (the standalone drivers ran)"; exit 0; fi
   mkdir -p "$bdir"
   src="$ROOT/src/core"
-  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c")
+  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/arena_proc.c" "$src/arena_alloc.c" "$src/arena_copy.c" "$src/arena_stats.c" "$src/arena_obj.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c" "$src/sock.c")
   secs="${GILFREE_FUZZ_SECONDS:-30}"
-  for t in fuzz_frame fuzz_ring; do
+  for t in fuzz_frame fuzz_ring fuzz_sock; do
     extra=("$src/ring.c")
     [ "$t" = fuzz_ring ] && extra=()   # fuzz_ring.c includes ring.c itself
     "$CLANG" -g -O1 -DGF_LIBFUZZER -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \

@@ -61,7 +61,7 @@ bool gf__spin_while_eq(uint32_t *addr, uint32_t expected, int64_t spin_ns);
 /* errno -> table code (same as gf_from_errno, usable without the call). */
 int gf__errno_code(int e);
 
-/* Process identity inside an arena (arena.c). A slot id with its generation, never 0. */
+/* Process identity inside an arena (arena_proc.c). A slot id with its generation, never 0. */
 uint32_t gf__self_ident(const gf_arena *a);
 /* 1 if the process that owns `ident` is still attached and alive, 0 if it died (its life lock
  * was released by the kernel) or detached. */
@@ -69,7 +69,7 @@ int gf__ident_alive(gf_arena *a, uint32_t ident);
 /* The calling thread's kernel tid (cached per thread, reset after fork). */
 uint32_t gf__tid(void);
 
-/* --- arena.c (h1-arena) --- */
+/* --- arena_obj.c, arena_stats.c (h1-arena) --- */
 /* Per-type destructors, called by gf_obj_decref when a count drops to 0, before the object's
  * block is freed: free the blocks the object owns (not the object itself). Weak: a type whose
  * module is not linked in (or not written yet) is simply freed. NB with the static library a
@@ -90,8 +90,8 @@ int gf__arena_verify(gf_arena *a);
 #define GF__MUTEX_WAITERS 0x80000000u
 
 /* --- arena layout for hot paths (s-perf) --- */
-/* The first members of struct gf_arena (arena.c static-asserts this layout), so that hot
- * paths translate offsets without a call into arena.c (gf_ptr calls gf_arena_base). */
+/* The first members of struct gf_arena (arena_internal.h static-asserts this layout), so that hot
+ * paths translate offsets without a call into the arena's files (gf_ptr calls gf_arena_base). */
 struct gf__arena_head {
     char *base;
     size_t size;
@@ -106,7 +106,7 @@ static inline void *gf__ptr(const gf_arena *a, gf_off off) {
     return off ? gf__abase(a) + off : (void *)0;
 }
 
-/* --- dict.c / list.c (h8-dict) --- */
+/* --- dict*.c / list.c (h8-dict) --- */
 /* Copy n bytes out into buf if they fit in cap, else into a malloc'd block (out->heap). out NULL:
  * nothing. Result 0. Fails: GF_ENOMEM. */
 int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out);
@@ -115,7 +115,8 @@ int gf__copy_out(const void *src, size_t n, void *buf, size_t cap, gf_buf *out);
 int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void *v,
                  uint64_t vl);
 /* Test hook: tests that define it are called at numbered points inside dict mutations (see
- * dict.c, GF__CP) and may SIGKILL themselves there. Absent (NULL) in every real program. */
+ * dict_internal.h, GF__CP) and may SIGKILL themselves there. Absent (NULL) in every real
+ * program. */
 void gf__dict_crash_point(int where) __attribute__((weak));
 
 #endif /* GF_INTERNAL_H */

@@ -88,7 +88,7 @@ static PyType_Spec bv_spec = {
 };
 
 /* Create the BlockView type. Result 0 or -1. */
-int gf_blockview_init(PyObject *m, gf_state *st) {
+int gf__blockview_register(PyObject *m, gf_state *st) {
     st->BlockView_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &bv_spec, NULL);
     if (!st->BlockView_type) return -1;
     return PyModule_AddObjectRef(m, "BlockView", (PyObject *)st->BlockView_type);

@@ -660,7 +660,7 @@ static PyTypeObject *add_type(PyObject *m, PyType_Spec *spec, PyObject *base) {
 
 /* Create the SharedBuffer type and the synchronized wrapper types (SyncBase, SyncValue,
  * SyncArray: only the module refers to those). Result 0 or -1. */
-int gf_buffer_init(PyObject *m, gf_state *st) {
+int gf__buffer_register(PyObject *m, gf_state *st) {
     st->SharedBuffer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &buf_spec, NULL);
     if (!st->SharedBuffer_type) return -1;
     if (PyModule_AddType(m, st->SharedBuffer_type) < 0) return -1;

@@ -211,7 +211,7 @@ static PyType_Spec cond_spec = {
 };
 
 /* Create the Condition type. Result 0 or -1. */
-int gf_condition_init(PyObject *m, gf_state *st) {
+int gf__condition_register(PyObject *m, gf_state *st) {
     st->Condition_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &cond_spec, NULL);
     if (!st->Condition_type) return -1;
     return PyModule_AddType(m, st->Condition_type);

@@ -1,6 +1,7 @@
 /*
  * container.h -- helpers shared by the SharedDict (dict.c) and SharedList (list.c) types:
- * value storage through the transport's encoder, canonical keys, the `.lock` object.
+ * value storage through the transport's encoder (value.c), canonical keys (key.c), the
+ * `.lock` object (clock.c), and the scalar fast paths (inline here).
  */
 #ifndef GF_CONTAINER_H
 #define GF_CONTAINER_H
@@ -21,8 +22,8 @@ typedef struct gf_venc {
     char small[256];
 } gf_venc;
 
-/* Encode `obj` for storage. Result 0, or -1 with an exception set (unpicklable: the pickling
- * error; MemoryError). Always call gf_val_done afterwards when it succeeded. */
+/* value.c: encode `obj` for storage. Result 0, or -1 with an exception set (unpicklable: the
+ * pickling error; MemoryError). Always call gf_val_done afterwards when it succeeded. */
 int gf_val_encode(gf_state *st, PyObject *obj, gf_venc *v);
 /* Release an encoding; `stored` 0 gives back the references taken for a receiver. */
 void gf_val_done(gf_state *st, gf_venc *v, int stored);
@@ -35,7 +36,7 @@ typedef struct gf_kbuf {
     size_t len, cap;
     char small[192];
 } gf_kbuf;
-/* Encode `key`. Result 0 or -1 with an exception set (TypeError: unhashable). Free with
+/* key.c: encode `key`. Result 0 or -1 with an exception set (TypeError: unhashable). Free with
  * gf_key_free. */
 int gf_key_encode(gf_state *st, PyObject *key, gf_kbuf *b);
 void gf_key_free(gf_kbuf *b);
@@ -155,7 +156,7 @@ static inline gf_state *gf_cst(PyObject *self) {
     return st != NULL ? st : gf_state_of(self);
 }
 
-/* `.lock` of a container: kind 0 = dict, 1 = list. New reference or NULL. */
+/* clock.c: the `.lock` of a container: kind 0 = dict, 1 = list. New reference or NULL. */
 PyObject *gf_clock_new(gf_state *st, PyObject *owner, int kind);
 
 /* The module state from a dealloc: walks tp_base (not the MRO, which interpreter shutdown may
@@ -171,8 +172,5 @@ static inline gf_state *gf_state_for_dealloc(PyObject *self, destructor dealloc)
     }
     return (gf_state *)PyModule_GetState(m);
 }
-
-int gf_dict_type_init(PyObject *m, gf_state *st);
-int gf_list_type_init(PyObject *m, gf_state *st);
 
 #endif /* GF_CONTAINER_H */

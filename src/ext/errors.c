@@ -89,7 +89,7 @@ int gf_deadline_arg(PyObject *timeout, int block, int64_t *deadline) {
 }
 
 /* Create the exception types and add them to the module. Result 0 or -1. */
-int gf_errors_init(PyObject *m, gf_state *st) {
+int gf__errors_register(PyObject *m, gf_state *st) {
     st->OwnerDeadError = PyErr_NewExceptionWithDoc(
         "gilfree.OwnerDeadError",
         "A process died while holding this lock. The lock now belongs to the caller and has\n"

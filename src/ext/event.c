@@ -111,7 +111,7 @@ static PyType_Spec ev_spec = {
 };
 
 /* Create the Event type. Result 0 or -1. */
-int gf_event_init_type(PyObject *m, gf_state *st) {
+int gf__event_register(PyObject *m, gf_state *st) {
     st->Event_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &ev_spec, NULL);
     if (!st->Event_type) return -1;
     return PyModule_AddType(m, st->Event_type);

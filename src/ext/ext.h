@@ -1,13 +1,18 @@
 /*
- * ext.h -- shared declarations of the CPython extension gilfree._core.
+ * ext.h -- shared declarations of the CPython extension gilfree._core: the module state and its
+ * services (state.c), errors (errors.c), blocking-call macros, shared handles (handle.c), and
+ * each type file's registration function.
  *
- * One file per Python type; each exports `int gf_<type>_init(PyObject *module, gf_state *st)`
- * which creates its heap type (PyType_FromModuleAndSpec), stores it in the module state and
- * adds it to the module. module.c calls them in order (GF_EXT_INITS below).
+ * Direction (no circles): module.c -> type files -> shared helpers (handle.c, transport.c,
+ * blockview.c, value/key/clock for containers) -> state.c, errors.c -> the core. module.c
+ * calls every `int gf__<type>_register(PyObject *module, gf_state *st)` (which creates the
+ * file's heap types with PyType_FromModuleAndSpec, stores them in the state and adds them to
+ * the module); no type file calls into module.c: what they need of the module is here
+ * (gf_state_of, gf_module_of) or in state.c.
  *
- * h4 (transport/Queue/Pipe): h5-sync wrote handle.c, a common base for handles on shared gf_obj
- * objects (refcount, fork, pickling with a reference for the receiver, undo through your
- * gf_transport_on_abort). See "shared handles" below; your Ring type may embed GF_HANDLE_HEAD.
+ * Shared handles: handle.c is a common base for handles on shared gf_obj objects (refcount,
+ * fork, pickling with a reference for the receiver, undo through gf_transport_on_abort). See
+ * "shared handles" below.
  */
 #ifndef GF_EXT_H
 #define GF_EXT_H
@@ -46,8 +51,16 @@ typedef struct gf_state {
     PyTypeObject *List_type;
     PyTypeObject *Pool_type;
     PyTypeObject *Proc_type;
+
+    /* What a forked child must release before _exit() (gf_release_before_exit): one step per
+     * type file that holds shared references, added at registration (handles, rings). */
+#define GF_EXIT_RELEASE_MAX 8
+    void (*exit_release[GF_EXIT_RELEASE_MAX])(struct gf_state *st);
+    int nexit_release;
 } gf_state;
 
+/* The module definition (module.c). Type files use it only through gf_state_of* and
+ * gf_module_of below. */
 extern PyModuleDef gf_module_def;
 
 /* The module state for an instance of one of our types (or a Python subclass of one).
@@ -59,6 +72,11 @@ static inline gf_state *gf_state_of(PyObject *self) {
 static inline gf_state *gf_state_of_type(PyTypeObject *tp) {
     PyObject *m = PyType_GetModuleByDef(tp, &gf_module_def);
     return m ? (gf_state *)PyModule_GetState(m) : NULL;
+}
+/* The module object (borrowed) for an instance of one of our types, or NULL with an
+ * exception set. */
+static inline PyObject *gf_module_of(PyObject *self) {
+    return PyType_GetModuleByDef(Py_TYPE(self), &gf_module_def);
 }
 
 /* ------------------------------------------------------------------ errors (errors.c) */
@@ -108,7 +126,11 @@ int gf_raise_int(gf_state *st, int err, const char *what);
  * number"), NaN; TypeError for a non-number. */
 int gf_deadline_arg(PyObject *timeout, int block, int64_t *deadline);
 
-/* ------------------------------------------------------------------ fork */
+/* ------------------------------------------------------------------ state services (state.c) */
+
+/* Module init (module.c): attach to the arena named by GILFREE_ARENA_FD or create one.
+ * Result 0, or -1 with an exception set. */
+int gf_state_open_arena(gf_state *st);
 
 /* Make sure this process has its own slot in the arena (after a fork that did not go through
  * our at-fork hook). Cheap: compares getpid(). Result 0, or -1 with an exception set. */
@@ -118,6 +140,18 @@ int gf_ensure_attached(gf_state *st);
  * arena slot of the child. Result: 0 in the parent (p filled), 1 in the child; -1 with an
  * exception set. */
 int gf_fork(gf_state *st, gf_proc *p, uint32_t flags);
+
+/* os.register_at_fork with the module functions named `before`, `parent` (after_in_parent)
+ * and `child` (after_in_child); NULL = none. Result 0, or -1 with an exception set. */
+int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child);
+
+/* Add a step to gf_release_before_exit (at registration; steps run in the order added).
+ * Result 0, or -1 with an exception set. */
+int gf_on_release_before_exit(gf_state *st, void (*fn)(gf_state *st));
+/* Everything a forked child must do before _exit(): run the exit-release steps (drop its
+ * shared-object references: handles, rings) and give its thread's cached arena blocks back.
+ * Without it a worker that exits leaks what it held until the arena dies. */
+void gf_release_before_exit(gf_state *st);
 
 /* ------------------------------------------------------------------ shared handles (h5-sync)
  * handle.c: a common base for Python handles on shared gf_obj objects. Embed GF_HANDLE_HEAD as
@@ -206,48 +240,25 @@ int gf_mutex_obj_acquire(gf_state *st, PyObject *self, int64_t deadline);
 /* Release with the standard library's errors. Result 0 or -1. */
 int gf_mutex_obj_release(gf_state *st, PyObject *self);
 
-int gf_handle_init(PyObject *m, gf_state *st);
-int gf_mutex_init_type(PyObject *m, gf_state *st);
-int gf_semaphore_init(PyObject *m, gf_state *st);
-int gf_event_init_type(PyObject *m, gf_state *st);
-int gf_condition_init(PyObject *m, gf_state *st);
-int gf_buffer_init(PyObject *m, gf_state *st);
-int gf_proc_init_type(PyObject *m, gf_state *st);
-#define GF_SYNC_INITS                                                                          \
-    gf_handle_init, gf_mutex_init_type, gf_semaphore_init, gf_event_init_type,                 \
-        gf_condition_init, gf_buffer_init, gf_proc_init_type,
-
-/* os.register_at_fork with the module functions named `before`, `parent` (after_in_parent)
- * and `child` (after_in_child); NULL = none. Result 0, or -1 with an exception set. */
-int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child);
-
-/* Drop every queue/connection reference this process holds (queue.c). */
-void gf_rings_release_all(gf_state *st);
-/* Everything a forked child must do before _exit(): drop its shared-object references
- * (handles and rings) and give its thread's cached arena blocks back. Without it a worker
- * that exits leaks what it held until the arena dies. (module.c) */
-void gf_release_before_exit(gf_state *st);
-
-/* ------------------------------------------------------------------ type inits */
-
-int gf_errors_init(PyObject *m, gf_state *st);
-
-/* h4-queue: transport.c, blockview.c, queue.c (declared in transport.h) */
-int gf_transport_init(PyObject *m, gf_state *st);
-int gf_blockview_init(PyObject *m, gf_state *st);
-int gf_ring_type_init(PyObject *m, gf_state *st);
-#define GF_QUEUE_INITS gf_transport_init, gf_blockview_init, gf_ring_type_init,
-
-/* Each type file adds its init here (and its file to ext_src in meson.build). */
-/* h9-pypool: pool.c (gilfree._core.Pool) */
-int gf_pool_init_type(PyObject *m, gf_state *st);
-#define GF_POOL_INITS gf_pool_init_type,
-
-/* h10-shared: SharedDict, SharedList (dict.c, list.c; helpers in container.h) */
-int gf_dict_type_init(PyObject *m, gf_state *st);
-int gf_list_type_init(PyObject *m, gf_state *st);
-#define GF_SHARED_INITS gf_dict_type_init, gf_list_type_init,
-
-#define GF_EXT_INITS gf_errors_init, GF_SYNC_INITS GF_QUEUE_INITS GF_POOL_INITS GF_SHARED_INITS
+/* ------------------------------------------------------------------ type registration
+ * Called by module.c only, in the order of its list. Each: result 0, or -1 with an exception
+ * set. */
+int gf__errors_register(PyObject *m, gf_state *st);     /* errors.c: exception types */
+int gf__handle_register(PyObject *m, gf_state *st);     /* handle.c: fork hooks, helpers */
+int gf__mutex_register(PyObject *m, gf_state *st);      /* mutex.c: Mutex (Lock, RLock) */
+int gf__semaphore_register(PyObject *m, gf_state *st);  /* semaphore.c */
+int gf__event_register(PyObject *m, gf_state *st);      /* event.c */
+int gf__condition_register(PyObject *m, gf_state *st);  /* condition.c: Condition */
+int gf__buffer_register(PyObject *m, gf_state *st);     /* buffer.c: SharedBuffer, Sync* */
+int gf__proc_register(PyObject *m, gf_state *st);       /* proc.c: Proc */
+int gf__transport_register(PyObject *m, gf_state *st);  /* transport.c: pickle callables */
+int gf__blockview_register(PyObject *m, gf_state *st);  /* blockview.c: BlockView */
+int gf__ring_register(PyObject *m, gf_state *st);       /* queue.c: Ring (queues) */
+int gf__conn_register(PyObject *m, gf_state *st);       /* connection.c: _pipe */
+int gf__pool_register(PyObject *m, gf_state *st);       /* pool.c: Pool */
+int gf__clock_register(PyObject *m, gf_state *st);      /* clock.c: ContainerLock */
+int gf__dict_register(PyObject *m, gf_state *st);       /* dict.c: SharedDict */
+int gf__list_register(PyObject *m, gf_state *st);       /* list.c: SharedList */
+int gf__sockconn_register(PyObject *m, gf_state *st);   /* sockconn.c: SocketConnection */
 
 #endif /* GF_EXT_H */

@@ -95,7 +95,7 @@ int gf_handle_ref_for_receiver(gf_state *st, gf_handle *h) {
     int rc = gf_obj_incref(st->arena, h->off);
     if (rc < 0) return gf_raise_int(st, rc, "cannot reference a shared object for pickling");
     if (gf_transport_on_abort) {
-        PyObject *m = PyType_GetModuleByDef(Py_TYPE(h), &gf_module_def);
+        PyObject *m = gf_module_of((PyObject *)h);
         PyObject *fn = m ? PyObject_GetAttrString(m, "_obj_decref") : NULL;
         PyObject *args = fn ? Py_BuildValue("(K)", (unsigned long long)h->off) : NULL;
         int r = args ? gf_transport_on_abort(fn, args) : -1;
@@ -298,9 +298,11 @@ static PyMethodDef handle_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* Add the functions and register the fork hooks. Result 0 or -1. */
-int gf_handle_init(PyObject *m, gf_state *Py_UNUSED(st)) {
+/* Add the functions, register the fork hooks and the release before _exit(). Result 0 or
+ * -1. */
+int gf__handle_register(PyObject *m, gf_state *st) {
     if (PyModule_AddFunctions(m, handle_functions) < 0) return -1;
+    if (gf_on_release_before_exit(st, gf_handles_release_at_exit) < 0) return -1;
     return gf_register_at_fork(m, "_handles_before_fork", "_handles_after_fork_parent",
                                "_handles_after_fork_child");
 }

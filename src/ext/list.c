@@ -662,7 +662,7 @@ static PyType_Spec list_spec = {
 };
 
 /* Create the SharedList type. Result 0 or -1. */
-int gf_list_type_init(PyObject *m, gf_state *st) {
+int gf__list_register(PyObject *m, gf_state *st) {
     st->List_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &list_spec, NULL);
     if (!st->List_type) return -1;
     return PyModule_AddType(m, st->List_type);

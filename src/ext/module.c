@@ -1,74 +1,11 @@
 /*
- * module.c -- gilfree._core: multi-phase init, module state, the arena of this process tree,
- * and fork handling.
+ * module.c -- gilfree._core itself: the module definition (multi-phase init), its state's
+ * creation (the arena, through state.c) and GC, its module-level functions, and the one list
+ * of every type file's registration. The direction is one way: module.c calls the types'
+ * gf__X_register functions and state.c; no type calls into module.c (they use the state
+ * services of state.c and the helpers in ext.h).
  */
 #include "ext.h"
-
-#include <stdlib.h>
-#include <unistd.h>
-
-/* ------------------------------------------------------------------ arena */
-
-/* Attach to the arena named by GILFREE_ARENA_FD (a spawned child of a gilfree process) or
- * create one (GILFREE_ARENA_SIZE bytes, default 64 GiB sparse). A stale or foreign fd in the
- * environment is ignored. Result 0, or -1 with an exception set. */
-static int arena_open(gf_state *st) {
-    const char *fds = getenv("GILFREE_ARENA_FD");
-    if (fds && *fds) {
-        char *end;
-        long fd = strtol(fds, &end, 10);
-        if (*end == '\0' && fd >= 0 && fd < 1 << 30 && gf_arena_attach((int)fd, &st->arena) == 0) {
-            close((int)fd); /* attach dup'ed it */
-            unsetenv("GILFREE_ARENA_FD");
-            st->arena_pid = getpid();
-            return 0;
-        }
-    }
-    size_t reserve = 0;
-    const char *sz = getenv("GILFREE_ARENA_SIZE");
-    if (sz && *sz) reserve = (size_t)strtoull(sz, NULL, 10);
-    int rc = gf_arena_create(reserve, &st->arena);
-    if (rc < 0) {
-        gf_raise(st, rc, "gilfree: cannot create the shared-memory arena");
-        return -1;
-    }
-    st->arena_pid = getpid();
-    return 0;
-}
-
-/* See ext.h. */
-int gf_ensure_attached(gf_state *st) {
-    if (__builtin_expect(st->arena_pid == getpid(), 1)) return 0;
-    int rc = gf_arena_after_fork_child(st->arena);
-    if (rc < 0) return gf_raise_int(st, rc, "gilfree: cannot attach this process to the arena");
-    st->arena_pid = getpid();
-    return 0;
-}
-
-/* See ext.h. */
-int gf_fork(gf_state *st, gf_proc *p, uint32_t flags) {
-    PyOS_BeforeFork();
-    int rc = gf_proc_fork(p, flags);
-    int saved = errno;
-    if (rc == 1) {
-        PyOS_AfterFork_Child(); /* runs os.register_at_fork hooks: ours re-attaches */
-        if (gf_ensure_attached(st) < 0) return -1;
-        return 1;
-    }
-    PyOS_AfterFork_Parent();
-    if (rc < 0) {
-        errno = saved;
-        return gf_raise_int(st, rc, "gilfree: fork failed");
-    }
-    return 0;
-}
-
-/* See ext.h. */
-void gf_release_before_exit(gf_state *st) {
-    gf_handles_release_at_exit(st);
-    gf_rings_release_all(st);
-    if (st->arena) gf_arena_flush(st->arena);
-}
 
 /* ------------------------------------------------------------------ module functions */
 
@@ -112,46 +49,39 @@ static PyMethodDef mod_methods[] = {
 
 /* ------------------------------------------------------------------ init */
 
-static int (*const type_inits[])(PyObject *, gf_state *) = {GF_EXT_INITS NULL};
-
-/* See ext.h. */
-int gf_register_at_fork(PyObject *m, const char *before, const char *parent, const char *child) {
-    const char *keys[3] = {"before", "after_in_parent", "after_in_child"};
-    const char *names[3] = {before, parent, child};
-    PyObject *kw = PyDict_New();
-    if (!kw) return -1;
-    for (int i = 0; i < 3; i++) {
-        if (!names[i]) continue;
-        PyObject *fn = PyObject_GetAttrString(m, names[i]);
-        int rc = fn ? PyDict_SetItemString(kw, keys[i], fn) : -1;
-        Py_XDECREF(fn);
-        if (rc < 0) {
-            Py_DECREF(kw);
-            return -1;
-        }
-    }
-    PyObject *os = PyImport_ImportModule("os");
-    PyObject *reg = os ? PyObject_GetAttrString(os, "register_at_fork") : NULL;
-    PyObject *empty = PyTuple_New(0);
-    PyObject *r = (reg && empty) ? PyObject_Call(reg, empty, kw) : NULL;
-    Py_XDECREF(os);
-    Py_XDECREF(reg);
-    Py_XDECREF(empty);
-    Py_DECREF(kw);
-    if (!r) return -1;
-    Py_DECREF(r);
-    return 0;
-}
+/* Every type file's registration, in order (a later one may use an earlier one's types or
+ * module functions: the Ring type before connections, handles before the types built on
+ * them). Each creates its heap types, stores them in the state and adds them to the module. */
+static int (*const registrations[])(PyObject *, gf_state *) = {
+    gf__errors_register,
+    gf__handle_register,
+    gf__mutex_register,
+    gf__semaphore_register,
+    gf__event_register,
+    gf__condition_register,
+    gf__buffer_register,
+    gf__proc_register,
+    gf__transport_register,
+    gf__blockview_register,
+    gf__ring_register,
+    gf__conn_register,
+    gf__pool_register,
+    gf__clock_register,
+    gf__dict_register,
+    gf__list_register,
+    gf__sockconn_register,
+    NULL,
+};
 
 static int mod_exec(PyObject *m) {
     gf_state *st = PyModule_GetState(m);
-    if (arena_open(st) < 0) return -1;
+    if (gf_state_open_arena(st) < 0) return -1;
     /* CPython runs signal handlers from the eval loop: a signal that lands while a core call
      * spins (just before it sleeps) gives no EINTR. Waking every 100 ms bounds how long
      * Ctrl-C can go unnoticed; GF_BLOCKING then runs the handlers and retries. */
     gf_set_interrupt_slice(100000000);
-    for (size_t i = 0; type_inits[i]; i++)
-        if (type_inits[i](m, st) < 0) return -1;
+    for (size_t i = 0; registrations[i]; i++)
+        if (registrations[i](m, st) < 0) return -1;
     /* Every fork done through Python (os.fork, multiprocessing, ours) gives the child its own
      * arena slot. */
     if (gf_register_at_fork(m, NULL, NULL, "_after_fork_child") < 0) return -1;

@@ -450,7 +450,7 @@ static PyType_Spec mutex_spec = {
 };
 
 /* Create the Mutex type. Result 0 or -1. */
-int gf_mutex_init_type(PyObject *m, gf_state *st) {
+int gf__mutex_register(PyObject *m, gf_state *st) {
     st->Mutex_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &mutex_spec, NULL);
     if (!st->Mutex_type) return -1;
     if (mutex_add_with(m, st->Mutex_type) < 0) return -1;

@@ -275,7 +275,7 @@ static PyMethodDef proc_functions[] = {
 };
 
 /* Create the Proc type and add fork(). Result 0 or -1. */
-int gf_proc_init_type(PyObject *m, gf_state *st) {
+int gf__proc_register(PyObject *m, gf_state *st) {
     st->Proc_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &proc_spec, NULL);
     if (!st->Proc_type) return -1;
     if (PyModule_AddType(m, st->Proc_type) < 0) return -1;

@@ -165,7 +165,7 @@ static PyType_Spec sem_spec = {
 };
 
 /* Create the Semaphore type. Result 0 or -1. */
-int gf_semaphore_init(PyObject *m, gf_state *st) {
+int gf__semaphore_register(PyObject *m, gf_state *st) {
     st->Semaphore_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &sem_spec, NULL);
     if (!st->Semaphore_type) return -1;
     if (PyModule_AddIntConstant(m, "SEM_VALUE_MAX", GF_SEM_VALUE_MAX) < 0) return -1;

@@ -504,7 +504,7 @@ PyObject *gf_pickle_bytes(gf_state *st, PyObject *obj) {
 }
 
 /* Cache pickle.dumps / pickle.loads / PickleBuffer in the module state. Result 0 or -1. */
-int gf_transport_init(PyObject *Py_UNUSED(m), gf_state *st) {
+int gf__transport_register(PyObject *Py_UNUSED(m), gf_state *st) {
     PyObject *pickle = PyImport_ImportModule("pickle");
     if (!pickle) return -1;
     st->pickle_dumps = PyObject_GetAttrString(pickle, "dumps");

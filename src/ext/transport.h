@@ -72,8 +72,4 @@ int gf_transport_on_abort(PyObject *callable, PyObject *args);
  * freed on failure). */
 PyObject *gf_blockview_new(gf_state *st, gf_off block, size_t len);
 
-int gf_transport_init(PyObject *m, gf_state *st);
-int gf_blockview_init(PyObject *m, gf_state *st);
-int gf_ring_type_init(PyObject *m, gf_state *st);
-
 #endif /* GF_TRANSPORT_H */

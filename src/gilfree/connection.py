@@ -1,4 +1,5 @@
-"""Pipes over gilfree shared-memory rings (the :mod:`multiprocessing.connection` API).
+"""Pipes over gilfree shared-memory rings, and connections over sockets (the
+:mod:`multiprocessing.connection` API).
 
 ``Pipe(duplex=True)`` returns two :class:`Connection` objects. Differences from the standard
 library:
@@ -12,26 +13,54 @@ library:
 * ``fileno()`` is an eventfd that is readable while messages are queued (or at EOF after a
   close). It exists in the process that created the pipe and its forked children; use
   :func:`wait` (which also handles connections without a usable fd and peers that died).
+
+``Listener``, ``Client``, ``SocketConnection``, ``answer_challenge``, ``deliver_challenge``,
+``families``, ``address_type``, ``arbitrary_address`` (and ``Connection(fd)``, which wraps a
+socket fd) are the standard library's socket connections, wire-compatible with it, framed in
+C: see :mod:`gilfree._sockets` (imported on first use, so that ``import gilfree`` stays light).
 """
 
 import selectors
 import time
 
 from gilfree import _core
+from gilfree._lazy import lazy_attributes as _lazy_attributes
 
-__all__ = ["Pipe", "Connection", "wait"]
+__all__ = ["Pipe", "Connection", "wait", "Listener", "Client", "SocketConnection"]
+
+# Names defined by gilfree._sockets, imported when first used (PEP 562).
+_SOCKET_NAMES = frozenset({
+    "Listener", "Client", "SocketConnection", "MessageTruncatedError", "families",
+    "default_family", "address_type", "arbitrary_address", "answer_challenge",
+    "deliver_challenge", "XmlListener", "XmlClient", "ConnectionWrapper", "BUFSIZE",
+    "CONNECTION_TIMEOUT", "HANDSHAKE_TIMEOUT", "CHALLENGE_TIMEOUT", "MESSAGE_LENGTH", "CHALLENGE", "WELCOME",
+    "FAILURE"})
+
+
+__getattr__ = _lazy_attributes(globals(), _SOCKET_NAMES, "gilfree._sockets")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SOCKET_NAMES)
 
 # How often wait() re-checks connections whose peer may have died without closing.
 _WAIT_SLICE = 0.05
 
 
 class Connection(_core.Ring):
-    """One end of a gilfree Pipe: send/recv, send_bytes/recv_bytes/recv_bytes_into, poll."""
+    """One end of a gilfree Pipe: send/recv, send_bytes/recv_bytes/recv_bytes_into, poll.
+
+    ``Connection(handle, readable=True, writable=True)`` wraps a socket (or stream) file
+    descriptor, as the standard library's does, and returns a :class:`SocketConnection`."""
 
     __slots__ = ("__weakref__",)
 
     def __new__(cls, *args, **kwargs):
-        raise TypeError("Connection objects are created by gilfree.Pipe()")
+        if not args and "handle" not in kwargs:
+            raise TypeError("Connection objects are created by gilfree.Pipe(), or "
+                            "Connection(handle) for a socket fd")
+        from gilfree._sockets import SocketConnection
+        return SocketConnection(*args, **kwargs)
 
     def __enter__(self):
         return self

@@ -1,6 +1,6 @@
 """Type stubs for gilfree.connection."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -8,12 +8,72 @@ from typing_extensions import Self
 
 from gilfree import _core
 
-__all__ = ["Pipe", "Connection", "wait"]
+__all__ = ["Pipe", "Connection", "wait", "Listener", "Client", "SocketConnection"]
+
+_Address = tuple[str, int] | str | bytes
+
+BUFSIZE: int
+CONNECTION_TIMEOUT: float
+HANDSHAKE_TIMEOUT: float
+CHALLENGE_TIMEOUT: float
+MESSAGE_LENGTH: int
+CHALLENGE: bytes
+WELCOME: bytes
+FAILURE: bytes
+default_family: str
+families: list[str]
+
+MessageTruncatedError = _core.MessageTruncatedError
 
 class Connection(_core.Ring):
     def __enter__(self) -> Self: ...
     def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
                  exc_tb: TracebackType | None) -> None: ...
 
+class SocketConnection(_core.SocketConnection):
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                 exc_tb: TracebackType | None) -> None: ...
+
+class Listener:
+    def __init__(self, address: _Address | None = None, family: str | None = None,
+                 backlog: int = 1, authkey: bytes | None = None) -> None: ...
+    def accept(self) -> SocketConnection: ...
+    def close(self) -> None: ...
+    @property
+    def address(self) -> _Address: ...
+    @property
+    def last_accepted(self) -> Any: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                 exc_tb: TracebackType | None) -> None: ...
+
+def Client(address: _Address, family: str | None = None,
+           authkey: bytes | None = None) -> SocketConnection: ...
+
+class ConnectionWrapper:
+    fileno: Callable[[], int]
+    close: Callable[[], None]
+    poll: Callable[..., bool]
+    recv_bytes: Callable[..., bytes]
+    send_bytes: Callable[..., None]
+    def __init__(self, conn: Any, dumps: Callable[[Any], bytes],
+                 loads: Callable[[bytes], Any]) -> None: ...
+    def send(self, obj: Any) -> None: ...
+    def recv(self) -> Any: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None,
+                 exc_tb: TracebackType | None) -> None: ...
+
+class XmlListener(Listener):
+    def accept(self) -> ConnectionWrapper: ...  # type: ignore[override]
+
+def XmlClient(address: _Address, family: str | None = None,
+              authkey: bytes | None = None) -> ConnectionWrapper: ...
+
+def arbitrary_address(family: str) -> _Address: ...
+def address_type(address: _Address) -> str: ...
+def deliver_challenge(connection: Any, authkey: bytes, digest_name: str = "sha256") -> None: ...
+def answer_challenge(connection: Any, authkey: bytes) -> None: ...
 def Pipe(duplex: bool = True) -> tuple[Connection, Connection]: ...
 def wait(object_list: Iterable[Any], timeout: float | None = None) -> list[Any]: ...

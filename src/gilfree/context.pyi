@@ -9,7 +9,7 @@ from multiprocessing.context import TimeoutError as TimeoutError
 from typing import Any
 
 from gilfree.connection import Connection
-from gilfree.managers import SyncManager
+from gilfree.managers import LocalSyncManager
 from gilfree.pool import Pool
 from gilfree.queues import JoinableQueue, Queue, SimpleQueue
 from gilfree.sharedctypes import Synchronized, SynchronizedArray
@@ -43,7 +43,7 @@ class BaseContext(_mpctx.BaseContext):
     def Pool(self, processes: int | None = None,  # type: ignore[override]
              initializer: Callable[..., object] | None = None, initargs: Iterable[Any] = (),
              maxtasksperchild: int | None = None) -> Pool: ...
-    def Manager(self) -> SyncManager: ...  # type: ignore[override]
+    def Manager(self) -> LocalSyncManager: ...  # type: ignore[override]
     def get_context(self, method: str | None = None) -> BaseContext: ...  # type: ignore[override]
     def get_all_start_methods(self) -> list[str]: ...
 

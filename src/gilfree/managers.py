@@ -24,9 +24,11 @@ manager proxy); ``d.keys()`` / ``values()`` / ``items()`` return lists (as DictP
 from collections.abc import MutableMapping, MutableSequence
 
 from gilfree import _core
+from gilfree._lazy import lazy_attributes as _lazy_attributes
 
 __all__ = ["Manager", "SyncManager", "SharedMemoryManager", "SharedDict", "SharedList",
-           "Namespace"]
+           "Namespace", "LocalSyncManager", "BaseManager", "BaseProxy", "Token", "RemoteError",
+           "AutoProxy", "MakeProxyType"]
 
 
 class SharedDict(_core.SharedDict):
@@ -88,7 +90,7 @@ def _rebuild_namespace(d):
     return ns
 
 
-class SyncManager:
+class LocalSyncManager:
     """A manager whose objects live in gilfree's shared memory (no server process)."""
 
     def __init__(self, address=None, authkey=None, serializer="pickle", ctx=None, *,
@@ -216,11 +218,22 @@ class SyncManager:
         return ShareableList(sequence)
 
 
-SharedMemoryManager = SyncManager
-
-
 def Manager(*, ctx=None):
     """A started :class:`SyncManager` (``with Manager() as m:`` works as in multiprocessing)."""
-    m = SyncManager(ctx=ctx)
+    m = LocalSyncManager(ctx=ctx)
     m.start()
     return m
+
+
+# Server-backed managers (BaseManager, register(), remote use; SyncManager(address=...) and
+# subclasses; SharedMemoryManager): gilfree._managers_server, imported on first use. Without
+# an address, SyncManager() is LocalSyncManager (see its metaclass there).
+_SERVER_NAMES = frozenset({
+    "BaseManager", "SyncManager", "SharedMemoryManager", "BaseProxy", "Token", "RemoteError",
+    "AutoProxy", "MakeProxyType", "Server", "SharedMemoryServer", "IteratorProxy",
+    "AcquirerProxy", "ConditionProxy", "EventProxy", "BarrierProxy", "NamespaceProxy",
+    "ValueProxy", "ListProxy", "DictProxy", "ArrayProxy", "PoolProxy", "listener_client",
+    "dispatch"})
+
+
+__getattr__ = _lazy_attributes(globals(), _SERVER_NAMES, "gilfree._managers_server")

@@ -103,15 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 #ifndef GF_LIBFUZZER
-/* xorshift64*: deterministic from the seed. */
-static uint64_t fz_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-    fz_state ^= fz_state >> 12;
-    fz_state ^= fz_state << 25;
-    fz_state ^= fz_state >> 27;
-    return fz_state * 0x2545F4914F6CDD1Dull;
-}
-static uint64_t rndn(uint64_t n) { return n ? rnd() % n : 0; }
+#include "fuzz_rng.h"
 
 /* A valid frame (mode byte first) into out; result: its size. */
 static size_t valid_frame(unsigned char *out, size_t cap) {
@@ -189,11 +181,7 @@ static size_t mutate(unsigned char *p, size_t len, size_t cap) {
 }
 
 int main(int argc, char **argv) {
-    long runs = 100000;
-    for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "-runs=", 6) == 0) runs = atol(argv[i] + 6);
-        else if (strncmp(argv[i], "-seed=", 6) == 0) fz_state = strtoull(argv[i] + 6, NULL, 0) | 1;
-    }
+    long runs = fz_args(argc, argv, 100000);
     fz_init();
     static unsigned char buf[4096];
     unsigned long modes[3] = {0, 0, 0};

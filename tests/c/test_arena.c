@@ -447,7 +447,7 @@ TEST(sigkill_during_alloc_free) {
 
 /* A process killed while it holds the allocator lock: the next locker gets EOWNERDEAD,
  * makes the lock consistent and carries on. The lock sits at offset 64 of the arena header
- * (first cache line after the fixed fields, see gf__arena_hdr in arena.c). */
+ * (first cache line after the fixed fields, see gf__arena_hdr in arena_internal.h). */
 TEST(sigkill_holding_alloc_lock) {
     gf_arena *a = mk(0);
     int pfd[2];

@@ -80,5 +80,32 @@ def main() -> None:
     print(first, code, msg, ok, squares, nine, total, sixteen, mapped, n, mp.cpu_count())
 
 
+def sockets_and_managers() -> None:
+    from gilfree.connection import Client, Listener, SocketConnection, wait
+    from gilfree.managers import BaseManager, SyncManager
+
+    with Listener(("127.0.0.1", 0), authkey=b"k") as listener:
+        address = listener.address
+    c: SocketConnection | None = None
+    try:
+        c = Client(address, authkey=b"k")
+    except OSError:  # nothing listens there any more
+        pass
+    if c is not None:
+        ready: list[object] = wait([c], timeout=0)
+        print(ready, c.poll(0))
+
+    class Mgr(BaseManager):
+        pass
+    Mgr.register("thing", dict)
+    with Mgr() as m:
+        thing = m.thing()
+        print(thing)
+    with SyncManager(address=("127.0.0.1", 0), authkey=b"k") as sm:
+        d = sm.dict()
+        d["x"] = 1
+
+
 if __name__ == "__main__":
     main()
+    sockets_and_managers()

@@ -1,0 +1,204 @@
+/*
+ * pool_submit.c -- the parent's task paths of gilfree._core.Pool: submit (a task payload: header,
+ * the pickled function, the argument as a packed list -- gathered straight from str / bytes
+ * items, or packed int64s -- or a transport frame) and results (decoded into Python values).
+ */
+#include "pool.h"
+#include "packed.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The argument part of a task payload: a packed list gathered from the objects (str / bytes
+ * items), a packed list made here (int64 items), or a transport frame. */
+typedef struct task_arg {
+    gf_enc e;           /* the frame; e.iovcnt also counts a packed list made here */
+    PyObject *packed;   /* packed int64 items (owned) */
+    PyObject *snap;     /* gathered: a tuple snapshot keeping the items alive (owned) */
+    char *ghead;        /* gathered: header + table (malloc'd) */
+    struct iovec *giov; /* gathered: the iovecs, [0] = ghead (malloc'd) */
+    int gcnt;           /* gathered: the iovec count (0: not gathered) */
+} task_arg;
+
+/* Encode obj as a task argument: a map chunk of all-str / all-bytes / all-int64 items travels
+ * packed (no pickle); str and bytes are gathered straight from the objects (a tuple snapshot
+ * keeps them alive while the GIL is released). Result 1 (packed), 0 (a frame), or -1 with an
+ * exception set (nothing to release). */
+static int task_arg_make(gf_state *st, int kind, PyObject *obj, task_arg *t) {
+    t->packed = t->snap = NULL;
+    t->ghead = NULL;
+    t->giov = NULL;
+    t->gcnt = 0;
+    if (kind == K_MAP && PyList_CheckExact(obj) && PyList_GET_SIZE(obj) > 0) {
+        PyTypeObject *t0 = Py_TYPE(PyList_GET_ITEM(obj, 0));
+        if (t0 == &PyUnicode_Type || t0 == &PyBytes_Type) {
+            t->snap = PyList_AsTuple(obj);
+            if (!t->snap) return -1;
+            t->gcnt = gf__pk_gather(((PyTupleObject *)t->snap)->ob_item,
+                                    PyTuple_GET_SIZE(t->snap), &t->ghead, &t->giov);
+            if (t->gcnt <= 0) Py_CLEAR(t->snap);
+        } else {
+            t->packed = gf__pk_pack(((PyListObject *)obj)->ob_item, PyList_GET_SIZE(obj));
+        }
+        if (t->gcnt < 0 || (!t->packed && PyErr_Occurred())) return -1;
+    }
+    if (t->gcnt > 0) {
+        t->e.iovcnt = 0;
+        return 1;
+    }
+    if (t->packed) {
+        t->e.iovcnt = 1;
+        t->e.iov[0].iov_base = PyBytes_AS_STRING(t->packed);
+        t->e.iov[0].iov_len = (size_t)PyBytes_GET_SIZE(t->packed);
+        return 1;
+    }
+    return gf_encode(st, obj, 0, &t->e) < 0 ? -1 : 0;
+}
+
+/* The payload's iovecs: header, function, then the argument's (small: room for 6). Result:
+ * the iovecs (small, or malloc'd for a gathered list) and *niov, or NULL with MemoryError (the
+ * gathered list released). */
+static struct iovec *task_iov(task_arg *t, task_hdr *h, Py_buffer *fnb, struct iovec *small,
+                              int *niov) {
+    struct iovec *iov = small;
+    if (t->gcnt > 0) {
+        iov = malloc(sizeof *iov * ((size_t)t->gcnt + 2));
+        if (!iov) {
+            free(t->giov);
+            free(t->ghead);
+            Py_DECREF(t->snap);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        memcpy(iov + 2, t->giov, sizeof *iov * (size_t)t->gcnt);
+        free(t->giov);
+    }
+    iov[0].iov_base = h;
+    iov[0].iov_len = sizeof *h;
+    iov[1].iov_base = fnb->buf;
+    iov[1].iov_len = (size_t)fnb->len;
+    for (int i = 0; i < t->e.iovcnt; i++) iov[2 + i] = t->e.iov[i];
+    *niov = 2 + (t->gcnt > 0 ? t->gcnt : t->e.iovcnt);
+    return iov;
+}
+
+/* Release the argument after the submit (`sent`: the task was queued). */
+static void task_arg_done(gf_state *st, task_arg *t, struct iovec *iov, int sent) {
+    if (t->gcnt > 0) {
+        free(iov);
+        free(t->ghead);
+        Py_DECREF(t->snap);
+    } else if (t->packed) {
+        Py_DECREF(t->packed);
+    } else {
+        gf_enc_done(st, &t->e, sent);
+    }
+}
+
+/* See pool.h. Pickling errors raise here (nothing is queued). */
+PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"kind", "fn", "obj", "timeout", "retries", "block", NULL};
+    pool_obj *self = SELF(op);
+    int kind;
+    Py_buffer fnb;
+    PyObject *obj;
+    double timeout = 0;
+    unsigned int retries = 0;
+    int block = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iy*O|dIp:submit", kwlist, &kind, &fnb, &obj,
+                                     &timeout, &retries, &block))
+        return NULL;
+    if (gf__pool_check(self) < 0) {
+        PyBuffer_Release(&fnb);
+        return NULL;
+    }
+    gf_state *st = gf_state_of(op);
+    task_hdr h = {(uint8_t)kind, {0, 0, 0}, (uint32_t)fnb.len};
+    task_arg t;
+    struct iovec iov_small[6], *iov = NULL;
+    int niov = 0, packed = task_arg_make(st, kind, obj, &t);
+    if (packed == 1) h._r[0] = 1;
+    if (packed >= 0) iov = task_iov(&t, &h, &fnb, iov_small, &niov);
+    if (!iov) {
+        PyBuffer_Release(&fnb);
+        return NULL;
+    }
+    uint64_t id = 0;
+    int64_t tns = timeout > 0 ? (int64_t)(timeout * 1e9) : 0;
+    int rc;
+    if (!block) {
+        Py_BEGIN_ALLOW_THREADS rc = gf_pool_submit(self->pool, iov, niov, tns, retries, &id, 0);
+        Py_END_ALLOW_THREADS
+    } else {
+        GF_BLOCKING(rc, gf_pool_submit(self->pool, iov, niov, tns, retries, &id, GF_FOREVER));
+    }
+    task_arg_done(st, &t, iov, rc == 0);
+    PyBuffer_Release(&fnb);
+    if (rc == 0) return PyLong_FromUnsignedLongLong(id);
+    if (rc == GF_ETIMEDOUT && !block) Py_RETURN_NONE;
+    if (rc == GF_EPIPE) {
+        PyErr_SetString(PyExc_ValueError, "Pool not running");
+        return NULL;
+    }
+    return gf_raise(st, rc, "Pool.submit");
+}
+
+#define NRES 256
+
+/* See pool.h. */
+PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"max", "timeout", NULL};
+    pool_obj *self = SELF(op);
+    unsigned int max = NRES;
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|IO:results", kwlist, &max, &timeout))
+        return NULL;
+    if (gf__pool_check(self) < 0) return NULL;
+    gf_state *st = gf_state_of(op);
+    int64_t deadline;
+    if (gf_deadline_arg(timeout, 1, &deadline) < 0) return NULL;
+    if (max == 0 || max > NRES) max = NRES;
+    gf_pool_result res[NRES];
+    int rc;
+    if (deadline == 0) {
+        Py_BEGIN_ALLOW_THREADS rc = gf_pool_next_results(self->pool, res, max, 0);
+        Py_END_ALLOW_THREADS
+    } else {
+        GF_BLOCKING(rc, gf_pool_next_results(self->pool, res, max, deadline));
+    }
+    if (rc == GF_ETIMEDOUT) return PyList_New(0);
+    if (rc == GF_EPIPE) Py_RETURN_NONE;
+    if (rc < 0) return gf_raise(st, rc, "Pool.results");
+    PyObject *lst = PyList_New(rc);
+    if (!lst) return NULL;
+    for (int i = 0; i < rc; i++) {
+        int status = res[i].status;
+        PyObject *v;
+        if ((status == GF_TASK_OK || status == GF_TASK_ERROR) && res[i].len) {
+            gf_msg m = {res[i].data, res[i].len, 0};
+            v = gf_decode(st, &m, 0);
+            if (!v) {
+                PyObject *et, *ev, *tb;
+                PyErr_Fetch(&et, &ev, &tb);
+                PyErr_NormalizeException(&et, &ev, &tb);
+                if (tb && ev) PyException_SetTraceback(ev, tb);
+                Py_XDECREF(et);
+                Py_XDECREF(tb);
+                v = ev ? ev : (Py_INCREF(Py_None), Py_None);
+                status = ST_DECODE;
+            }
+        } else {
+            Py_INCREF(Py_None);
+            v = Py_None;
+        }
+        PyObject *t = Py_BuildValue("(KiiNK)", (unsigned long long)res[i].id, status,
+                                    res[i].worker, v, (unsigned long long)res[i].elapsed_ns);
+        if (!t) {
+            Py_DECREF(lst);
+            return NULL;
+        }
+        PyList_SET_ITEM(lst, i, t);
+    }
+    return lst;
+}
+

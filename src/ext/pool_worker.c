@@ -1,0 +1,417 @@
+/*
+ * pool_worker.c -- the worker process of gilfree._core.Pool: after the fork it attaches to its
+ * worker slot, runs the initializer, then a C loop (gf_worker_next -> decode -> call -> encode
+ * -> gf_worker_result) that only calls Python for the user's function, caching functions by
+ * their pickled bytes; user errors travel as errfn(exc, where) bytes. SIGINT is ignored (the
+ * parent decides); the worker leaves with _exit (no atexit handlers of the parent run).
+ */
+#include "pool.h"
+#include "packed.h"
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ worker side */
+
+/* errfn(current exception, where) -> bytes (new reference) or NULL (printed). */
+static PyObject *error_bytes(pool_obj *self, const char *where) {
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb && ev) PyException_SetTraceback(ev, tb);
+    PyObject *r = PyObject_CallFunction(self->errfn, "Os", ev ? ev : Py_None, where);
+    Py_XDECREF(et);
+    Py_XDECREF(ev);
+    Py_XDECREF(tb);
+    if (!r) PyErr_Print();
+    return r;
+}
+
+/* Error payload for the current exception: errfn(exc, where) -> bytes, encoded.
+ * Result 0 with e filled and *keep = the bytes (the frame points into them: release after
+ * the put), or -1 (could not even report: the task is lost). */
+static int worker_error(gf_state *st, pool_obj *self, const char *where, gf_enc *e,
+                        PyObject **keep) {
+    PyObject *r = error_bytes(self, where);
+    if (!r) return -1;
+    int rc = gf_encode(st, r, 0, e);
+    if (rc < 0) {
+        Py_DECREF(r);
+        PyErr_Print();
+        return -1;
+    }
+    *keep = r;
+    return 0;
+}
+
+/* The function pickled as `key` (cached per worker). New reference or NULL. */
+static PyObject *lookup_fn(gf_state *st, PyObject *cache, PyObject *key) {
+    PyObject *fn = PyDict_GetItemWithError(cache, key); /* borrowed */
+    if (fn) {
+        Py_INCREF(fn);
+        return fn;
+    }
+    if (PyErr_Occurred()) return NULL;
+    fn = PyObject_CallOneArg(st->pickle_loads, key);
+    if (!fn) return NULL;
+    if (PyDict_GET_SIZE(cache) > 256) PyDict_Clear(cache);
+    if (PyDict_SetItem(cache, key, fn) < 0) PyErr_Clear();
+    return fn;
+}
+
+/* K_BATCH: obj = [(fnbytes, args, kwargs|None), ...] -> ([result|None, ...], {i: errbytes}).
+ * Each call fails alone. NULL with an exception only when the batch itself is malformed. */
+static PyObject *run_batch(gf_state *st, PyObject *cache, pool_obj *self, PyObject *obj) {
+    if (!PyList_Check(obj)) {
+        PyErr_SetString(PyExc_RuntimeError, "gilfree pool: bad batch task");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(obj);
+    PyObject *out = PyList_New(n), *errs = PyDict_New();
+    if (!out || !errs) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *it = PyList_GET_ITEM(obj, i), *r = NULL;
+        if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 3) {
+            PyErr_SetString(PyExc_RuntimeError, "gilfree pool: bad batch item");
+        } else {
+            PyObject *fn = lookup_fn(st, cache, PyTuple_GET_ITEM(it, 0));
+            if (fn) {
+                PyObject *a = PyTuple_GET_ITEM(it, 1), *kw = PyTuple_GET_ITEM(it, 2);
+                PyObject *at = PyTuple_Check(a) ? (Py_INCREF(a), a) : PySequence_Tuple(a);
+                if (at) {
+                    r = PyObject_Call(fn, at, kw == Py_None ? NULL : kw);
+                    Py_DECREF(at);
+                }
+                Py_DECREF(fn);
+            }
+        }
+        if (!r) {
+            PyObject *eb = error_bytes(self, "call");
+            if (!eb) goto fail;
+            PyObject *k = PyLong_FromSsize_t(i);
+            int rc = k ? PyDict_SetItem(errs, k, eb) : -1;
+            Py_XDECREF(k);
+            Py_DECREF(eb);
+            if (rc < 0) goto fail;
+            Py_INCREF(Py_None);
+            r = Py_None;
+        }
+        PyList_SET_ITEM(out, i, r);
+    }
+    return Py_BuildValue("(NN)", out, errs);
+fail:
+    Py_XDECREF(out);
+    Py_XDECREF(errs);
+    return NULL;
+}
+
+/* A batch result did not pickle: replace each result that does not pickle alone by its
+ * error. Result 0 or -1. */
+static int batch_sanitize(gf_state *st, pool_obj *self, PyObject *res) {
+    PyObject *out = PyTuple_GET_ITEM(res, 0), *errs = PyTuple_GET_ITEM(res, 1);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(out); i++) {
+        PyObject *b = PyObject_CallOneArg(st->pickle_dumps, PyList_GET_ITEM(out, i));
+        if (b) {
+            Py_DECREF(b);
+            continue;
+        }
+        PyObject *eb = error_bytes(self, "result");
+        if (!eb) return -1;
+        PyObject *k = PyLong_FromSsize_t(i);
+        int rc = k ? PyDict_SetItem(errs, k, eb) : -1;
+        Py_XDECREF(k);
+        Py_DECREF(eb);
+        if (rc < 0) return -1;
+        Py_INCREF(Py_None);
+        PyList_SetItem(out, i, Py_None);
+    }
+    return 0;
+}
+
+/* The results of a map chunk as they come: int64s packed on the fly while every result is
+ * one (each int is freed at once), else a list of objects. */
+typedef struct map_acc {
+    int64_t *ints;
+    Py_ssize_t k, cap; /* ints so far, room */
+    PyObject *lst;     /* the list once a result was not an int64 */
+} map_acc;
+
+/* Add result r (stolen). Result 0, or -1 with an exception set. */
+static int map_acc_add(map_acc *m, PyObject *r) {
+    if (!m->lst) {
+        if (Py_TYPE(r) == &PyLong_Type) {
+            int overflow = 0;
+            long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
+            if (!overflow && !(v == -1 && PyErr_Occurred())) {
+                if (m->k == m->cap) {
+                    int64_t *ni = PyMem_Realloc(m->ints, (size_t)m->cap * 16);
+                    if (!ni) {
+                        Py_DECREF(r);
+                        PyErr_NoMemory();
+                        return -1;
+                    }
+                    m->ints = ni;
+                    m->cap *= 2;
+                }
+                m->ints[m->k++] = (int64_t)v;
+                Py_DECREF(r);
+                return 0;
+            }
+            PyErr_Clear();
+        }
+        /* not an int64: switch to a list of objects */
+        m->lst = PyList_New(m->k);
+        if (!m->lst) {
+            Py_DECREF(r);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < m->k; j++) {
+            PyObject *o = PyLong_FromLongLong(m->ints[j]);
+            if (!o) {
+                Py_DECREF(r);
+                return -1;
+            }
+            PyList_SET_ITEM(m->lst, j, o);
+        }
+    }
+    int rc = PyList_Append(m->lst, r);
+    Py_DECREF(r);
+    return rc;
+}
+
+/* The chunk's result: packed int64s, else the list packed when it qualifies (str, bytes),
+ * else the list itself (taken from m). New reference, or NULL with an exception. */
+static PyObject *map_acc_result(map_acc *m) {
+    if (!m->lst) return gf__pk_ints(m->ints, m->k);
+    PyObject *res = gf__pk_pack(((PyListObject *)m->lst)->ob_item, PyList_GET_SIZE(m->lst));
+    if (!res) {
+        if (PyErr_Occurred()) PyErr_Clear();
+        res = m->lst;
+        m->lst = NULL;
+    }
+    return res;
+}
+
+/* fn(x) or, for STARMAP, fn(*x); x is stolen. New reference or NULL with an exception. */
+static PyObject *map_call(PyObject *fn, PyObject *x, int star) {
+    PyObject *r;
+    if (!star) {
+        r = PyObject_CallOneArg(fn, x);
+    } else {
+        PyObject *at = PySequence_Tuple(x);
+        r = at ? PyObject_Call(fn, at, NULL) : NULL;
+        Py_XDECREF(at);
+    }
+    Py_DECREF(x);
+    return r;
+}
+
+/* K_MAP / K_STARMAP: fn over the chunk (a list / tuple, or any iterable such as the range
+ * slice the parent sent). Result: new bytes (packed) or list, or NULL with an exception. */
+static PyObject *run_map(PyObject *fn, PyObject *obj, int star) {
+    PyObject *seq = NULL, *it = NULL, *res = NULL;
+    PyObject *const *arr = NULL;
+    Py_ssize_t n = -1;
+    if (PyList_CheckExact(obj) || PyTuple_CheckExact(obj)) {
+        seq = obj;
+        Py_INCREF(seq);
+        n = PySequence_Fast_GET_SIZE(seq);
+        arr = PySequence_Fast_ITEMS(seq);
+    } else {
+        it = PyObject_GetIter(obj);
+        if (!it) return NULL;
+    }
+    Py_ssize_t cap = n >= 0 ? n : PyObject_LengthHint(obj, 64);
+    if (cap < 0) goto out;
+    if (cap < 16) cap = 16;
+    map_acc m = {PyMem_Malloc((size_t)cap * 8), 0, cap, NULL};
+    if (!m.ints) {
+        PyErr_NoMemory();
+        goto out;
+    }
+    for (Py_ssize_t i = 0;; i++) {
+        PyObject *x;
+        if (arr) {
+            if (i >= n) break;
+            x = arr[i];
+            Py_INCREF(x);
+        } else {
+            x = PyIter_Next(it);
+            if (!x) {
+                if (PyErr_Occurred()) goto fail;
+                break;
+            }
+        }
+        PyObject *r = map_call(fn, x, star);
+        if (!r || map_acc_add(&m, r) < 0) goto fail;
+    }
+    res = map_acc_result(&m);
+fail:
+    PyMem_Free(m.ints);
+    Py_XDECREF(m.lst);
+out:
+    Py_XDECREF(seq);
+    Py_XDECREF(it);
+    return res;
+}
+
+/* Run one task; returns the result object (new ref) or NULL with an exception set
+ * (*where says what failed). */
+static PyObject *run_task(gf_state *st, pool_obj *self, PyObject *cache, const gf_task *t,
+                          const char **where, int *kind) {
+    *where = "call";
+    if (t->len < sizeof(task_hdr)) {
+        *where = "decode";
+        PyErr_SetString(PyExc_RuntimeError, "gilfree pool: short task");
+        return NULL;
+    }
+    task_hdr h;
+    memcpy(&h, t->data, sizeof h);
+    *kind = h.kind;
+    if (h.fnlen > t->len - sizeof h) {
+        *where = "decode";
+        PyErr_SetString(PyExc_RuntimeError, "gilfree pool: malformed task");
+        return NULL;
+    }
+    const char *fnp = (const char *)t->data + sizeof h;
+    PyObject *fn = Py_None;
+    Py_INCREF(fn);
+    if (h.kind != K_BATCH) {
+        Py_DECREF(fn);
+        PyObject *key = PyBytes_FromStringAndSize(fnp, h.fnlen);
+        if (!key) return NULL;
+        fn = lookup_fn(st, cache, key);
+        Py_DECREF(key);
+        if (!fn) {
+            *where = "decode";
+            return NULL;
+        }
+    }
+    PyObject *obj;
+    if (h._r[0] == 1) { /* a packed list of items (no frame) */
+        obj = gf__pk_list(fnp + h.fnlen, t->len - sizeof h - h.fnlen);
+    } else {
+        gf_msg m = {fnp + h.fnlen, t->len - sizeof h - h.fnlen, 0};
+        obj = gf_decode(st, &m, 0);
+    }
+    if (!obj) {
+        *where = "decode";
+        Py_DECREF(fn);
+        return NULL;
+    }
+    PyObject *res = NULL;
+    if (h.kind == K_CALL) {
+        if (!PyTuple_Check(obj) || PyTuple_GET_SIZE(obj) != 2) {
+            *where = "decode";
+            PyErr_SetString(PyExc_RuntimeError, "gilfree pool: bad call task");
+        } else {
+            PyObject *a = PyTuple_GET_ITEM(obj, 0), *kw = PyTuple_GET_ITEM(obj, 1);
+            PyObject *at = PyTuple_Check(a) ? (Py_INCREF(a), a) : PySequence_Tuple(a);
+            if (at) {
+                res = PyObject_Call(fn, at, kw == Py_None ? NULL : kw);
+                Py_DECREF(at);
+            }
+        }
+    } else if (h.kind == K_BATCH) {
+        res = run_batch(st, cache, self, obj);
+    } else {
+        /* a range chunk is iterated here, in the worker (the parent sent a slice) */
+        res = run_map(fn, obj, h.kind == K_STARMAP);
+    }
+    Py_DECREF(obj);
+    Py_DECREF(fn);
+    return res;
+}
+
+/* The worker's main loop (in the child). Result: the exit code. */
+static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
+    PyObject *cache = PyDict_New();
+    if (!cache) return 1;
+    int code = 0;
+    for (;;) {
+        gf_task t;
+        int rc;
+        GF_BLOCKING(rc, gf_worker_next(w, &t, GF_FOREVER));
+        if (rc == GF_EPIPE) break;
+        if (rc < 0) {
+            if (PyErr_Occurred()) PyErr_Clear();
+            code = 1;
+            break;
+        }
+        const char *where;
+        int kind = -1;
+        PyObject *res = run_task(st, self, cache, &t, &where, &kind);
+        gf_enc e;
+        int status = GF_TASK_OK, ok;
+        if (res) {
+            ok = gf_encode(st, res, 0, &e) == 0;
+            if (!ok && kind == K_BATCH) { /* isolate the unpicklable results, try again */
+                PyErr_Clear();
+                ok = batch_sanitize(st, self, res) == 0 && gf_encode(st, res, 0, &e) == 0;
+            }
+            if (!ok) {
+                Py_CLEAR(res);
+                status = GF_TASK_ERROR;
+                ok = worker_error(st, self, "result", &e, &res) == 0;
+            }
+        } else {
+            status = GF_TASK_ERROR;
+            ok = worker_error(st, self, where, &e, &res) == 0;
+        }
+        /* res stays alive until the put: the frame's body may point into it (bytes) */
+        if (!ok) {
+            /* nothing sendable: report an empty error payload */
+            e.iovcnt = 0;
+            GF_BLOCKING(rc, gf_worker_result(w, &t, GF_TASK_ERROR, NULL, 0));
+        } else {
+            GF_BLOCKING(rc, gf_worker_result(w, &t, status, e.iov, e.iovcnt));
+            gf_enc_done(st, &e, rc == 0);
+        }
+        Py_XDECREF(res);
+        if (rc == GF_EPIPE) break;
+        if (rc < 0) {
+            if (PyErr_Occurred()) PyErr_Clear();
+            code = 1;
+            break;
+        }
+    }
+    Py_DECREF(cache);
+    return code;
+}
+
+/* See pool.h. */
+void gf__pool_flush_std(void) {
+    const char *names[] = {"stdout", "stderr"};
+    for (int i = 0; i < 2; i++) {
+        PyObject *f = PySys_GetObject(names[i]);
+        if (f && f != Py_None) {
+            PyObject *r = PyObject_CallMethod(f, "flush", NULL);
+            if (r) Py_DECREF(r);
+            else PyErr_Clear();
+        }
+    }
+}
+
+/* In the child after fork (GIL held): become worker `index`, serve, _exit. Never returns. */
+void gf__pool_child_main(gf_state *st, pool_obj *self, gf_off shoff, uint32_t index) {
+    signal(SIGINT, SIG_IGN);
+    int code = 0;
+    gf_worker *w = NULL;
+    if (gf_worker_attach(st->arena, shoff, index, &w) < 0) _exit(71);
+    if (self->initializer != Py_None) {
+        PyObject *r = PyObject_Call(self->initializer, self->initargs, NULL);
+        if (!r) {
+            PyErr_Print();
+            code = 1;
+        } else {
+            Py_DECREF(r);
+        }
+    }
+    if (code == 0) code = worker_loop(st, self, w);
+    gf_worker_detach(w);
+    gf__pool_flush_std();
+    gf_release_before_exit(st);
+    _exit(code);
+}
+
