@@ -407,13 +407,19 @@ class DaskCore:
                     # them all (each gather is a round trip through the scheduler)
                     time.sleep(BATCH_WINDOW)
                     batch += ac.next_batch(block=False)
-                self._completed(batch)
             except StopIteration:
                 continue
             except Exception:
                 if self._stopped:
                     return
                 raise
+            try:
+                self._completed(batch)
+            except Exception as e:  # (the client failing): these tasks fail, the rest go on
+                for fut in batch:
+                    task = self._task_of(fut)
+                    if task is not None:
+                        self._resolve(task.tid, S_ERROR, e)
 
     def _task_of(self, fut):
         """The outstanding task whose current attempt is fut (None: it has its result)."""
@@ -441,8 +447,9 @@ class DaskCore:
             return
         values = self.client.gather({k: f for k, (_, f) in done.items()}, errors="skip")
         for key, (task, fut) in done.items():
-            if key not in values:  # its data was lost meanwhile: Dask computes it again
-                self._ac.add(fut)
+            if values.get(key) is None:  # not gathered: cancelled meanwhile, or its data
+                if self._task_of(fut) is not None:  # was lost and Dask computes it again
+                    self._ac.add(fut)
                 continue
             elapsed, data, bufs = values[key]
             try:
