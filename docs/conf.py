@@ -37,8 +37,8 @@ gilfree_api_modules = [
     "gilfree.synchronize", "gilfree.sharedctypes", "gilfree.pool", "gilfree.futures",
     "gilfree.managers", "gilfree.containers", "gilfree.shared_memory", "gilfree.util",
     "gilfree.reduction", "gilfree.heap", "gilfree.dummy", "gilfree.resource_tracker",
-    "gilfree.resource_sharer",
-    "gilfree._core",
+    "gilfree.resource_sharer", "gilfree._core", "gilfree.cluster", "gilfree.cluster.pool",
+    "gilfree.cluster.dask",
 ]
 
 autodoc_typehints = "signature"

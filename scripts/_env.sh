@@ -13,6 +13,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
     || need_apt+=(python3-dev)
 "$PY" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ "${GILFREE_NEED_VALGRIND:-0}" = 1 ]; then command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind); fi
+# redis-server for the seeds' Celery example (examples/celery/, tests/python/test_celery_example.py)
+if [ "${GILFREE_NEED_REDIS:-0}" = 1 ]; then command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server); fi
 if [ "${GILFREE_NEED_CLANG:-0}" = 1 ]; then
     command -v clang-14 >/dev/null 2>&1 || need_apt+=(clang-14)
     [ -n "$(ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ] \

@@ -2,10 +2,11 @@
 # The whole test suite: C core tests under ASan+UBSan (with the standalone fuzz drivers and the
 # C examples), the lock/ring tests under TSan, valgrind on the arena and ring tests, libFuzzer on
 # the frame and ring parsers, then pytest on the installed package (which runs the seed
-# examples and the documentation's code blocks too), with the documentation site built in between,
-# and the conformance gate (CPython's own multiprocessing suite run against gilfree,
-# tests/conformance/).
-export GILFREE_NEED_VALGRIND=1 GILFREE_NEED_CLANG=1
+# examples, the documentation's code blocks, the cluster suite on a real Dask cluster and
+# the Celery example on a real redis-server, all started and stopped by the tests), with the
+# documentation site built in between, and the conformance gate (CPython's own multiprocessing
+# suite run against gilfree, tests/conformance/).
+export GILFREE_NEED_VALGRIND=1 GILFREE_NEED_CLANG=1 GILFREE_NEED_REDIS=1
 source "$(dirname "${BASH_SOURCE[0]}")/_env.sh"
 "$VPY" -m pip install -q -r "$ROOT/requirements/test.txt"
 export PATH="$VENV/bin:$PATH"

@@ -83,10 +83,17 @@ atexit.register(_terminate_all)
 
 
 class Pool:
-    """multiprocessing.pool.Pool on gilfree's C worker pool (fork start method)."""
+    """multiprocessing.pool.Pool on gilfree's C worker pool (fork start method).
+    ``cluster=`` (or GILFREE_CLUSTER) runs it on a cluster: see gilfree.cluster."""
+
+    def __new__(cls, *args, cluster=None, **kwargs):
+        if cls is Pool and (os.environ.get("GILFREE_CLUSTER") if cluster is None
+                            else cluster not in (False, "")):
+            from gilfree.cluster import ClusterPool as cls
+        return object.__new__(cls)
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None):
+                 context=None, cluster=None):
         if processes is None:
             processes = os.cpu_count() or 1
         if processes < 1:

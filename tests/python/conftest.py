@@ -154,3 +154,44 @@ def fork():
     f = Forker()
     yield f
     f.cleanup()
+
+
+# ---------------------------------------------------------------- cluster tests (issue 10)
+# One real Dask cluster (a `dask scheduler` and two `dask worker` processes on 127.0.0.1) for
+# the whole session. A session fixture is set up before the function-scoped leak check takes
+# its snapshot, so the cluster's processes are in every test's "before" set; the check still
+# sees (and fails) any process a test itself leaves. Workers that a test kills are the
+# nannies' children (not ours): the nannies replace them; `dask_address` waits for that.
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """The session's DaskCluster (tests/python/_dask_cluster.py): 2 workers, 1 thread each.
+    Not under ASan (scripts/pytest_asan.sh): the cluster code is pure Python over Dask, and
+    the plain pass runs it."""
+    pytest.importorskip("distributed")
+    if os.environ.get("GILFREE_ASAN"):
+        pytest.skip("cluster tests run in the plain pass")
+    from _dask_cluster import DaskCluster
+
+    cluster = DaskCluster(tmp_path_factory.mktemp("dask"), nworkers=2).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def dask_address(dask_cluster):
+    """The session cluster's scheduler address, once both of its workers are up."""
+    dask_cluster.wait_for_workers(dask_cluster.nworkers, 60)
+    return dask_cluster.address
+
+
+@pytest.fixture(scope="session")
+def mp_resource_tracker():
+    """multiprocessing's resource tracker, started now. The spawn start method (Dask's
+    LocalCluster starts its workers so) starts this helper on first use and keeps it until the
+    interpreter exits; started by a session fixture, it is in every test's "before" set like
+    the session cluster, and the leak check still fails any process a test leaves."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    return resource_tracker._resource_tracker._pid

@@ -11,8 +11,9 @@ MODULES = ["gilfree", "gilfree._core", "gilfree.connection", "gilfree.queues",
            "gilfree.synchronize", "gilfree.process", "gilfree.context", "gilfree.pool",
            "gilfree.futures", "gilfree.managers", "gilfree.shared_memory",
            "gilfree.sharedctypes", "gilfree.containers", "gilfree.util", "gilfree.reduction",
-           "gilfree.heap", "gilfree.resource_tracker", "gilfree.dummy",
-           "gilfree.dummy.connection"]
+           "gilfree.heap", "gilfree.resource_tracker", "gilfree.resource_sharer", "gilfree.dummy",
+           "gilfree.dummy.connection", "gilfree.cluster", "gilfree.cluster.pool",
+           "gilfree.cluster.dask", "gilfree.cluster.demo"]
 
 # Names allowed to lack a docstring for now (none: every public name is documented).
 KNOWN_MISSING = set()

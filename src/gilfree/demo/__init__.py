@@ -3,6 +3,7 @@ standard library's Pool and with gilfree, side by side (issue 5).
 
     python -m gilfree demo [--quick] [--out DIR] [--workers N] [--lines N] [--count N]
                            [--frames N] [--input-log PATH] [--input-gif PATH]
+                           [--cluster local|ADDRESS]
 
 Writes to --out: the generated inputs (unless given), ascii_kitten.gif, demo.png (chart),
 results.json and results.md.  Exit status 0 when every variant that ran gave the same answer
@@ -14,7 +15,7 @@ bar, table and chart in ``report``.  The standard-library variants run the tutor
 as written; gilfree runs the same code (import swapped), plus the file-aware ``map_lines``
 for the log and, for the GIF, frames in shared memory (``gilfree.shared_array``: workers get
 views by reference and write their ASCII frames into a second shared array; no pixels are
-pickled).
+pickled).  ``--cluster`` adds rows for gilfree's Pool on a Dask cluster (gilfree.cluster).
 """
 
 import argparse
@@ -52,6 +53,10 @@ def add_arguments(p):
                         "drift); report each variant's median (default 1)")
     p.add_argument("--only", metavar="W[,W]",
                    help="run only these workloads: log, gif, countdown")
+    p.add_argument("--cluster", metavar="local|ADDRESS",
+                   help="also run every workload with gilfree.Pool(cluster=...) on Dask: "
+                        "'local' starts a LocalCluster of --workers processes, an address "
+                        "(tcp://host:8786) uses an existing scheduler")
     return p
 
 
@@ -64,6 +69,7 @@ def _inputs(args):
 
 
 REPEAT = [1]  # set by run(): rounds per workload (the median of each variant is reported)
+BACKENDS = []  # set by run(): the cluster runners (runners.backends), one more row each
 
 
 def _run_cases(results, workload, cases, check):
@@ -162,7 +168,7 @@ def _log_workload(args, sizes, results):
     cases.append(("stdlib Pool.map", runners.PoolRunner(), tutorial, w))
     cases.append(("gilfree Pool.map", runners.GilfreePoolRunner(), tutorial, w))
     cases.append(("gilfree map_lines", runners.GilfreePoolRunner(), by_file, w))
-    for b in runners.backends():
+    for b in BACKENDS:
         cases.append((b.label + " map", b, tutorial, w))
     _run_cases(results, wl, cases, check)
     return expected.get("serial")
@@ -211,7 +217,7 @@ def _gif_workload(args, sizes, results):
     cases.append(("serial", runners.SerialRunner(), convert, w))
     cases.append(("stdlib Pool.map", runners.PoolRunner(), convert, w))
     cases.append(("gilfree Pool.map, shared frames", runners.GilfreePoolRunner(), shared, w))
-    for b in runners.backends():
+    for b in BACKENDS:
         cases.append((b.label + " map", b, convert, w))
     _run_cases(results, wl, cases, check)
     if expected.get("frames"):
@@ -239,7 +245,7 @@ def _countdown_workload(args, sizes, results):
     cases.append(("%d threads" % len(parts), runners.ThreadRunner(), run, len(parts)))
     cases.append(("stdlib Pool.map", runners.PoolRunner(), run, w))
     cases.append(("gilfree Pool.map", runners.GilfreePoolRunner(), run, w))
-    for b in runners.backends():
+    for b in BACKENDS:
         cases.append((b.label + " map", b, run, w))
     _run_cases(results, wl, cases, check)
 
@@ -266,9 +272,14 @@ def run(args):
         print("note: %s -- its rows are skipped" % why, flush=True)
     results = []
     t0 = time.perf_counter()
-    for name in only:
-        print(flush=True)
-        WORKLOADS[name](args, sizes, results)
+    BACKENDS[:] = runners.backends(getattr(args, "cluster", None))
+    try:
+        for name in only:
+            print(flush=True)
+            WORKLOADS[name](args, sizes, results)
+    finally:
+        runners.close_all(BACKENDS)
+        BACKENDS[:] = []
     _speedups(results)
     print()
     print(report.table(results))

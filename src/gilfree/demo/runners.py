@@ -1,5 +1,5 @@
-"""How a workload is run: serially, by threads, by the standard Pool, by gilfree's Pool (and,
-later, by a cluster backend).
+"""How a workload is run: serially, by threads, by the standard Pool, by gilfree's Pool, and
+by a cluster backend (gilfree.cluster).
 
 A runner is one class.  ``runner.available()`` says whether it can run here (and why not);
 ``with runner.session(workers) as s:`` starts whatever it needs (a pool, threads) *outside*
@@ -14,9 +14,9 @@ A session offers:
     where the runner can measure it (serial, threads, gilfree's ``progress=True``), else a
     spinner that says why (the standard library's ``Pool.map``).
 
-Workloads (``workloads.py``) never know which runner runs them.  A cluster backend (a later
-issue) is one more ``Runner``: ``backends()`` picks up ``gilfree.cluster.demo_runners()``
-when that module exists, and the demo adds one row per workload for it.
+Workloads (``workloads.py``) never know which runner runs them.  A cluster backend is one
+more ``Runner``: ``backends(cluster)`` picks up ``gilfree.cluster.demo_runners(cluster)``
+(``--cluster local|ADDRESS``), and the demo adds one row per workload for it.
 """
 
 import concurrent.futures
@@ -224,16 +224,27 @@ def register(cls):
     return cls
 
 
-def backends():
+def backends(cluster=None):
     """Runners of the configured cluster backends, one more row per workload in the demo.
 
-    The hook for the cluster issue: a module ``gilfree.cluster`` (absent today) exposing
-    ``demo_runners()`` -> list of Runner instances (each with ``session(workers)`` yielding
-    a Session whose ``map`` runs on the cluster; ``map_lines`` / ``shared_array`` optional).
-    Returns [] when no backend is configured."""
+    The hook: ``gilfree.cluster.demo_runners(cluster)`` (``demo_runners()`` when no
+    ``--cluster`` was given) -> list of Runner instances (each with ``session(workers)``
+    yielding a Session whose ``map`` runs on the cluster; ``map_lines`` / ``shared_array``
+    optional; ``close()`` optional, called when the demo ends). Returns [] when no backend is
+    configured."""
     try:
         mod = importlib.import_module("gilfree.cluster")
     except ImportError:
         return []
     hook = getattr(mod, "demo_runners", None)
-    return list(hook()) if hook is not None else []
+    if hook is None:
+        return []
+    return list(hook(cluster) if cluster else hook())
+
+
+def close_all(runners):
+    """Call close() on the runners that have one (backends that started a cluster)."""
+    for r in runners:
+        close = getattr(r, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,13 @@
+"""Type stubs for gilfree.cluster."""
+
+from typing import Any
+
+from gilfree.cluster.dask import VersionMismatchError as VersionMismatchError
+from gilfree.cluster.pool import ClusterExecutor as ClusterExecutor
+from gilfree.cluster.pool import ClusterPool as ClusterPool
+
+__all__ = ["ClusterPool", "ClusterExecutor", "VersionMismatchError", "resolve",
+           "demo_runners"]
+
+def resolve(cluster: Any = None) -> Any: ...
+def demo_runners(cluster: Any = None) -> list[Any]: ...
