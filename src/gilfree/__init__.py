@@ -55,12 +55,12 @@ __all__ += ["Process", "current_process", "active_children", "parent_process", "
 # that each of its forks copies and each child tears down, so a small import keeps
 # Process.start() as cheap as the standard library's.
 _LAZY = {
-    "Pool": ("gilfree.pool", "Pool"),
+    "Pool": ("gilfree._front", "Pool"),
     "ThreadPool": ("gilfree.pool", "ThreadPool"),
     "WorkerLostError": ("gilfree.pool", "WorkerLostError"),
     "TaskTimeoutError": ("gilfree.pool", "TaskTimeoutError"),
-    "Executor": ("gilfree.futures", "Executor"),
-    "ProcessPoolExecutor": ("gilfree.futures", "ProcessPoolExecutor"),
+    "Executor": ("gilfree._front", "Executor"),
+    "ProcessPoolExecutor": ("gilfree._front", "ProcessPoolExecutor"),
     "SharedDict": ("gilfree.containers", "SharedDict"),
     "SharedList": ("gilfree.containers", "SharedList"),
     "shared_array": ("gilfree.shared_memory", "shared_array"),

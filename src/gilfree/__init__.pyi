@@ -29,12 +29,12 @@ from gilfree.context import get_all_start_methods as get_all_start_methods
 from gilfree.context import get_context as get_context
 from gilfree.context import get_start_method as get_start_method
 from gilfree.context import set_start_method as set_start_method
-from gilfree.futures import Executor as Executor
-from gilfree.futures import ProcessPoolExecutor as ProcessPoolExecutor
+from gilfree._front import Executor as Executor
+from gilfree._front import ProcessPoolExecutor as ProcessPoolExecutor
 from gilfree.containers import SharedDict as SharedDict
 from gilfree.containers import SharedList as SharedList
 from gilfree.managers import LocalSyncManager
-from gilfree.pool import Pool as Pool
+from gilfree._front import Pool as Pool
 from gilfree.pool import TaskTimeoutError as TaskTimeoutError
 from gilfree.pool import ThreadPool as ThreadPool
 from gilfree.pool import WorkerLostError as WorkerLostError

@@ -18,7 +18,6 @@ future that completes with nobody waiting costs a few attribute stores.
 import collections
 import concurrent.futures as _cf
 import itertools
-import os
 import threading
 import time
 from concurrent.futures._base import (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING,
@@ -226,18 +225,13 @@ class ProcessPoolExecutor(_cf.Executor):
     Each submit() is one pool task; submit() never blocks (tasks beyond the workers'
     mailboxes wait in a backlog). A worker that dies fails only the call it was running
     (WorkerLostError) and is replaced. shutdown(cancel_futures=True) cancels the calls that
-    have not started and lets running ones finish. ``cluster=`` (or GILFREE_CLUSTER) runs it
-    on a cluster: see gilfree.cluster.
+    have not started and lets running ones finish. (``gilfree.ProcessPoolExecutor`` is this
+    class, or a cluster executor when ``cluster=`` / GILFREE_CLUSTER says so: see
+    gilfree.cluster.)
     """
 
-    def __new__(cls, *args, cluster=None, **kwargs):
-        if cls is ProcessPoolExecutor and (os.environ.get("GILFREE_CLUSTER") if cluster is None
-                                           else cluster not in (False, "")):
-            from gilfree.cluster import ClusterExecutor as cls
-        return object.__new__(cls)
-
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(),
-                 max_tasks_per_child=None, cluster=None):
+                 max_tasks_per_child=None):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if max_tasks_per_child is not None:

@@ -20,8 +20,7 @@ class ProcessPoolExecutor(_cf.Executor):
     def __init__(self, max_workers: int | None = None, mp_context: Any = None,
                  initializer: Callable[..., object] | None = None,
                  initargs: tuple[Any, ...] = (),
-                 max_tasks_per_child: int | None = None, cluster: Any = None,
-                 **cluster_options: Any) -> None: ...
+                 max_tasks_per_child: int | None = None) -> None: ...
     def submit(self, fn: Callable[_P, _T], /, *args: _P.args,
                **kwargs: _P.kwargs) -> Future[_T]: ...
     def submit_with(self, fn: Callable[..., _T], args: Iterable[Any] = (),

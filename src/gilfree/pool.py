@@ -84,16 +84,11 @@ atexit.register(_terminate_all)
 
 class Pool:
     """multiprocessing.pool.Pool on gilfree's C worker pool (fork start method).
-    ``cluster=`` (or GILFREE_CLUSTER) runs it on a cluster: see gilfree.cluster."""
-
-    def __new__(cls, *args, cluster=None, **kwargs):
-        if cls is Pool and (os.environ.get("GILFREE_CLUSTER") if cluster is None
-                            else cluster not in (False, "")):
-            from gilfree.cluster import ClusterPool as cls
-        return object.__new__(cls)
+    (``gilfree.Pool`` is this class, or a cluster pool when ``cluster=`` / GILFREE_CLUSTER
+    says so: see gilfree.cluster.)"""
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
-                 context=None, cluster=None):
+                 context=None):
         if processes is None:
             processes = os.cpu_count() or 1
         if processes < 1:
@@ -103,8 +98,15 @@ class Pool:
                 raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        self._ctx = context
         self._processes = processes
+        self._attach(_core.Pool(processes, maxtasksperchild or 0, initializer, tuple(initargs),
+                                _errfn), context, maxtasksperchild)
+
+    def _attach(self, core, context, maxtasksperchild, name="gilfree-pool"):
+        """The pool's state around `core` -- the C pool, or a cluster transport with the same
+        methods (gilfree.cluster) -- then its forker thread (core.serve), core.start() and the
+        results thread. Raises what core.start() raises (after core.stop())."""
+        self._ctx = context
         self._state = RUN
         self._lock = threading.Lock()
         self._collect = threading.RLock()
@@ -124,20 +126,17 @@ class Pool:
         self._drained = False
         self._last_collect = 0.0
         self._waiters = 0
-        self._core = _core.Pool(processes, maxtasksperchild or 0, initializer, tuple(initargs),
-                                _errfn)
-        self._forker = threading.Thread(target=self._core.serve, daemon=True,
-                                        name="gilfree-pool-forker")
+        self._core = core
+        self._forker = threading.Thread(target=core.serve, daemon=True, name=name + "-forker")
         self._forker.start()
         try:
-            self._core.start()
+            core.start()
         except BaseException:
-            self._core.stop()
+            core.stop()
             raise
         self._bg_stop = False
         self._bg_wake = threading.Event()
-        self._bg = threading.Thread(target=self._bg_loop, daemon=True,
-                                    name="gilfree-pool-results")
+        self._bg = threading.Thread(target=self._bg_loop, daemon=True, name=name + "-results")
         self._bg.start()
         _live_pools.add(self)
 

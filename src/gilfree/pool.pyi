@@ -40,8 +40,7 @@ class Pool:
     def __init__(self, processes: int | None = None,
                  initializer: Callable[..., object] | None = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: int | None = None,
-                 context: Any = None, cluster: Any = None,
-                 **cluster_options: Any) -> None: ...
+                 context: Any = None) -> None: ...
     def apply(self, func: Callable[..., _T], args: Iterable[Any] = (),
               kwds: Mapping[str, Any] = {}, **kw: Any) -> _T: ...
     def apply_async(self, func: Callable[..., _T], args: Iterable[Any] = (),

@@ -141,20 +141,20 @@ def test_serial_session_drives_a_bar():
 
 
 def test_cluster_backend_hook(monkeypatch):
-    """A configured backend (gilfree.cluster.demo_runners) adds rows without touching the
+    """A configured backend (gilfree.cluster.demo.demo_runners) adds rows without touching the
     workloads; none configured -> no rows."""
     import types
     from gilfree.demo import runners
-    monkeypatch.setitem(sys.modules, "gilfree.cluster", None)
+    monkeypatch.setitem(sys.modules, "gilfree.cluster.demo", None)
     assert runners.backends() == []
 
     class Fake(runners.SerialRunner):
         name = "fake-cluster"
         label = "fake cluster"
 
-    mod = types.ModuleType("gilfree.cluster")
+    mod = types.ModuleType("gilfree.cluster.demo")
     mod.demo_runners = lambda: [Fake()]
-    monkeypatch.setitem(sys.modules, "gilfree.cluster", mod)
+    monkeypatch.setitem(sys.modules, "gilfree.cluster.demo", mod)
     assert [b.name for b in runners.backends()] == ["fake-cluster"]
 
 
@@ -167,9 +167,9 @@ def test_demo_runs_a_configured_backend(tmp_path, monkeypatch):
         name = "fake-cluster"
         label = "fake cluster"
 
-    mod = types.ModuleType("gilfree.cluster")
+    mod = types.ModuleType("gilfree.cluster.demo")
     mod.demo_runners = lambda: [Fake()]
-    monkeypatch.setitem(sys.modules, "gilfree.cluster", mod)
+    monkeypatch.setitem(sys.modules, "gilfree.cluster.demo", mod)
     rc = demo.main(["--only", "countdown", "--count", "20000", "--out", str(tmp_path),
                     "--workers", "2"])
     assert rc == 0

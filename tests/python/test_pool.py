@@ -541,3 +541,29 @@ def test_forked_child_may_close_its_copy_of_a_pool():
         c.join(30)
         assert c.exitcode == 0
         assert p.map(sq, range(10)) == [i * i for i in range(10)]  # still the parent's
+
+
+@pytest.mark.timeout(60)
+def test_front_classes_pick_the_local_pool_and_can_be_subclassed(monkeypatch):
+    """gilfree.Pool / ProcessPoolExecutor are front doors (gilfree._front): without a cluster
+    they return the local classes' instances; isinstance against them is the local class's;
+    a subclass of a front class is a local pool and refuses cluster=."""
+    monkeypatch.delenv("GILFREE_CLUSTER", raising=False)
+    with gilfree.Pool(1) as p:
+        assert type(p) is gilfree.pool.Pool and isinstance(p, gilfree.Pool)
+        assert p.apply(sq, (3,)) == 9
+    with gilfree.ProcessPoolExecutor(1) as ex:
+        assert type(ex) is gilfree.futures.ProcessPoolExecutor
+        assert isinstance(ex, gilfree.ProcessPoolExecutor)
+        assert ex.submit(sq, 4).result() == 16
+
+    class MyPool(gilfree.Pool):
+        def sqs(self, n):
+            return self.map(sq, range(n))
+
+    with MyPool(1) as p:
+        assert type(p) is MyPool and isinstance(p, gilfree.pool.Pool)
+        assert p.sqs(4) == [0, 1, 4, 9]
+    assert not isinstance(gilfree.pool.Pool.__new__(gilfree.pool.Pool), MyPool)
+    with pytest.raises(TypeError, match="runs locally"):
+        MyPool(1, cluster="tcp://127.0.0.1:1")

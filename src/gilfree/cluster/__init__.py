@@ -12,13 +12,14 @@ tasks are Dask tasks; ``gilfree.ProcessPoolExecutor(cluster=...)`` a :class:`Clu
 See docs/cluster.md: set-up, security (``security=distributed.Security(...)``), and what
 happens when a worker is lost, a task times out or versions differ.
 
-Importing this package loads neither Dask nor the pool: that happens on first use.
+The front classes ``gilfree.Pool`` / ``gilfree.ProcessPoolExecutor`` (gilfree._front) choose
+between the local classes and these; this package builds on the local pool, never the other
+way round. Importing it loads neither Dask nor the pool: that happens on first use.
 """
 
 import os
 
-__all__ = ["ClusterPool", "ClusterExecutor", "VersionMismatchError", "resolve",
-           "demo_runners"]
+__all__ = ["ClusterPool", "ClusterExecutor", "VersionMismatchError", "resolve"]
 
 _LAZY = {"ClusterPool": "gilfree.cluster.pool", "ClusterExecutor": "gilfree.cluster.pool",
          "VersionMismatchError": "gilfree.cluster.dask"}
@@ -32,15 +33,6 @@ def resolve(cluster=None):
     if cluster is False or (isinstance(cluster, str) and not cluster.strip()):
         return None
     return cluster
-
-
-def demo_runners(cluster=None):
-    """The demo's cluster rows (``python -m gilfree demo --cluster local|ADDRESS``): one
-    runner running the seed workloads on ``cluster``; [] when no cluster is given."""
-    if not cluster:
-        return []
-    from gilfree.cluster.demo import DaskRunner
-    return [DaskRunner(cluster)]
 
 
 def __getattr__(name):

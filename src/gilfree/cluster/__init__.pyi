@@ -6,8 +6,6 @@ from gilfree.cluster.dask import VersionMismatchError as VersionMismatchError
 from gilfree.cluster.pool import ClusterExecutor as ClusterExecutor
 from gilfree.cluster.pool import ClusterPool as ClusterPool
 
-__all__ = ["ClusterPool", "ClusterExecutor", "VersionMismatchError", "resolve",
-           "demo_runners"]
+__all__ = ["ClusterPool", "ClusterExecutor", "VersionMismatchError", "resolve"]
 
 def resolve(cluster: Any = None) -> Any: ...
-def demo_runners(cluster: Any = None) -> list[Any]: ...

@@ -11,7 +11,16 @@ import contextlib
 
 from gilfree.demo import runners
 
-__all__ = ["DaskRunner"]
+__all__ = ["DaskRunner", "demo_runners"]
+
+
+def demo_runners(cluster=None):
+    """The demo's cluster rows (``python -m gilfree demo --cluster local|ADDRESS``; the hook
+    gilfree.demo.runners.backends calls): one runner running the seed workloads on
+    ``cluster``; [] when no cluster is given."""
+    if not cluster:
+        return []
+    return [DaskRunner(cluster)]
 
 
 class _ClusterSession(runners._GilfreeSession):

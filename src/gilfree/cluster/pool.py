@@ -67,33 +67,7 @@ class ClusterPool(Pool):
             for o in owned:
                 o.close()
             raise
-        self._start(core, context)
-
-    def _start(self, core, context):
-        """The local Pool's state around `core` (the transport), and its result thread."""
-        self._ctx = context
-        self._state = RUN
-        self._lock = threading.Lock()
-        self._collect = threading.RLock()
-        self._batch = []
-        self._maxtasks = None
-        self._pending = {}
-        self._orphans = {}
-        self._starved = set()
-        self._adaptive = set()
-        self._fncache = {}
-        self._drained = False
-        self._last_collect = 0.0
-        self._waiters = 0
-        self._core = core
-        self._forker = threading.Thread(target=core.serve, daemon=True)
-        self._forker.start()
-        self._bg_stop = False
-        self._bg_wake = threading.Event()
-        self._bg = threading.Thread(target=self._bg_loop, daemon=True,
-                                    name="gilfree-cluster-pool")
-        self._bg.start()
-        _pool._live_pools.add(self)
+        self._attach(core, context, None, name="gilfree-cluster-pool")
 
     @property
     def _processes(self):

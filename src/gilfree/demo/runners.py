@@ -227,13 +227,13 @@ def register(cls):
 def backends(cluster=None):
     """Runners of the configured cluster backends, one more row per workload in the demo.
 
-    The hook: ``gilfree.cluster.demo_runners(cluster)`` (``demo_runners()`` when no
+    The hook: ``gilfree.cluster.demo.demo_runners(cluster)`` (``demo_runners()`` when no
     ``--cluster`` was given) -> list of Runner instances (each with ``session(workers)``
     yielding a Session whose ``map`` runs on the cluster; ``map_lines`` / ``shared_array``
     optional; ``close()`` optional, called when the demo ends). Returns [] when no backend is
     configured."""
     try:
-        mod = importlib.import_module("gilfree.cluster")
+        mod = importlib.import_module("gilfree.cluster.demo")
     except ImportError:
         return []
     hook = getattr(mod, "demo_runners", None)
