@@ -15,10 +15,9 @@ import collections
 import os
 import threading
 
-from gilfree import pool as _pool
 from gilfree.cluster import _payload, resolve
 from gilfree.futures import Future, ProcessPoolExecutor
-from gilfree.pool import K_STARMAP, RUN, IMapIterator, Pool, _make_progress
+from gilfree.pool import K_STARMAP, IMapIterator, Pool, _make_progress
 
 __all__ = ["ClusterPool", "ClusterExecutor"]
 
