@@ -16,7 +16,8 @@ SEM_VALUE_MAX: int
 POOL_DECODE: int
 
 class OwnerDeadError(RuntimeError):
-    """A process died holding the lock; the caller now holds it (data may be half-updated)."""
+    """A process died holding the lock; the lock was taken over and released again, so the
+    caller does not hold it; the data it protected may be half-updated."""
 
 class MessageTruncatedError(OSError, EOFError): ...
 

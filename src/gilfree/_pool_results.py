@@ -396,6 +396,8 @@ class IMapIterator:
                 self._progress.close()
 
     def next(self, timeout=None):
+        """The next result (in input order for imap); raises TimeoutError after `timeout`
+        seconds, StopIteration at the end, or the task's exception in place of its result."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._bufpos < len(self._buf):

@@ -321,9 +321,13 @@ class ProcessPoolExecutor(_cf.Executor):
 
     # ---------------------------------------------------------- Executor API
     def submit(self, fn, /, *args, **kwargs):
-        return self._submit_kind(K_CALL, fn, (args, kwargs or None))
+        """Schedule ``fn(*args, **kwargs)`` in a worker process and return its Future.
 
-    submit.__doc__ = _cf.Executor.submit.__doc__
+        The call and its result are pickled between processes (large buffers travel out of
+        band through shared memory). If the worker dies while running it, only this Future
+        fails (with WorkerLostError); the executor replaces the worker and stays usable.
+        Raises RuntimeError after shutdown()."""
+        return self._submit_kind(K_CALL, fn, (args, kwargs or None))
 
     def submit_with(self, fn, args=(), kwargs=None, timeout=None, retries=0):
         """submit() with gilfree's per-task ``timeout`` (TaskTimeoutError) and ``retries``."""

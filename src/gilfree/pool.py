@@ -458,7 +458,8 @@ class Pool:
         return res
 
     def _get_or_cancel(self, res):
-        """res.get(); on Ctrl-C (or any exception while waiting) cancel the queued chunks."""
+        """res.get(); on Ctrl-C (or any exception while waiting) cancel its chunks: queued ones
+        never run, running ones have their worker killed and replaced."""
         try:
             return res.get()
         except BaseException:
@@ -468,7 +469,8 @@ class Pool:
 
     def map(self, func, iterable, chunksize=None, timeout=None, retries=0, progress=False):
         """[func(x) for x in iterable] computed in the workers, in order (Pool.map); blocks,
-        and cancels the queued chunks if interrupted. ``chunksize=None`` (the default) sizes
+        and if interrupted (Ctrl-C) cancels its chunks: queued ones never run, running ones
+        have their worker killed and replaced (the pool stays usable). ``chunksize=None`` (the default) sizes
         chunks adaptively from the workers' measured time per item (fixed chunks under
         maxtasksperchild); an int fixes it. The iterable is materialised (ranges, lists and
         tuples are sliced).

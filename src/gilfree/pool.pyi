@@ -3,6 +3,7 @@
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from multiprocessing import TimeoutError as TimeoutError
+from multiprocessing.pool import ThreadPool as ThreadPool  # the standard library's, re-exported
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -82,5 +83,3 @@ class Pool:
                  exc_tb: TracebackType | None) -> None: ...
     def stats(self) -> dict[str, Any]: ...
     def worker_pids(self) -> list[int]: ...
-
-class ThreadPool(Pool): ...

@@ -245,9 +245,9 @@ def _rebuild_array(buf, shape, dtype, strides, offset):
     return a
 
 
-def shared_array(shape, dtype=float, *, zero=True):
-    """A NumPy array of `shape` and `dtype` in shared memory (zero-filled). Pass it to other
-    processes (Process args, Pool tasks, Queues): they map the same memory, no copy."""
+def shared_array(shape, dtype=float):
+    """A NumPy array of `shape` and `dtype` in shared memory, always zero-filled. Pass it to
+    other processes (Process args, Pool tasks, Queues): they map the same memory, no copy."""
     np = _np()
     dt = np.dtype(dtype)
     if isinstance(shape, int):

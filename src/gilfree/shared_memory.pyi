@@ -20,4 +20,5 @@ class SharedMemory:
 class ShareableList(_StdShareableList[Any]):
     def __init__(self, sequence: Iterable[Any] | None = None, *, name: str | None = None) -> None: ...
 
-def shared_array(shape: int | tuple[int, ...], dtype: Any = ..., *, zero: bool = True) -> Any: ...
+def shared_array(shape: int | tuple[int, ...], dtype: Any = ...) -> Any:
+    """A NumPy array of `shape` and `dtype` in shared memory, always zero-filled."""

@@ -185,7 +185,7 @@ class SynchronizedBase(_core.SyncBase, _mpsc.SynchronizedBase):
         return synchronized, (self._obj, self._lock)
 
 
-def _make_property(name):
+def _make_property(name, doc=None):
     def fget(self):
         lock = self._lock
         lock.acquire()
@@ -202,7 +202,7 @@ def _make_property(name):
         finally:
             lock.release()
 
-    return property(fget, fset)
+    return property(fget, fset, doc=doc or "Field %r, read and set under the lock." % name)
 
 
 class Synchronized(_core.SyncValue, SynchronizedBase, _mpsc.Synchronized):
@@ -214,8 +214,10 @@ class SynchronizedArray(_core.SyncArray, SynchronizedBase, _mpsc.SynchronizedArr
 
 
 class SynchronizedString(SynchronizedArray, _mpsc.SynchronizedString):
-    value = _make_property("value")
-    raw = _make_property("raw")
+    """A synchronized c_char array: `value` and `raw` are read and set under its lock."""
+
+    value = _make_property("value", "The string up to the first NUL (bytes), under the lock.")
+    raw = _make_property("raw", "All the bytes of the array, under the lock.")
 
 
 _class_cache = {}
