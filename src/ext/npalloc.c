@@ -52,7 +52,7 @@ typedef struct {
 #define NP_API_SET_HANDLER 304 /* PyDataMem_SetHandler (feature >= 0x0f) */
 #define NP_API_GET_HANDLER 305 /* PyDataMem_GetHandler */
 #define NP_FEATURE_1_22 0x0fu
-#define NP_DEFAULT_MIN ((size_t)1 << 20) /* see DESIGN.md for the measurement */
+#define NP_DEFAULT_MIN ((size_t)128 << 10) /* see DESIGN.md for the measurement */
 
 static struct {
     gf_arena *arena;
@@ -175,12 +175,12 @@ static void *np_malloc(void *ctx, size_t n) {
     return p ? p : g.prev->allocator.malloc(g.prev->allocator.ctx, n);
 }
 
+/* Zeroed memory stays on the heap: NumPy asks for it for np.zeros and for every dtype that
+ * holds object pointers (NPY_NEEDS_INIT: object, structured with object fields), and object
+ * pointers must never be in shared memory (another process, or a forked child sharing the
+ * block, would see this process's addresses). The heap's fresh pages are zero for free, too. */
 static void *np_calloc(void *ctx, size_t k, size_t sz) {
     (void)ctx;
-    size_t n;
-    if (__builtin_mul_overflow(k, sz, &n)) return NULL;
-    void *p = n >= g.min ? arena_get(n) : NULL;
-    if (p) return memset(p, 0, n); /* a reused block is not zero */
     return g.prev->allocator.calloc(g.prev->allocator.ctx, k, sz);
 }
 
