@@ -192,3 +192,27 @@ def test_in_arena_helper():
         _core.in_arena(object())
     mv = pickle.loads(pickle.dumps(np.ones(4)))
     assert not _core.in_arena(mv)
+
+
+def _put_then_change(q, n):
+    a = np.arange(n, dtype=np.float64)
+    q.put(a)                                  # a lives on here: the message gets a copy
+    a[:] = -1.0
+    return _core.in_arena(a)
+
+
+@pytest.mark.timeout(60)
+def test_array_a_worker_sends_on_a_queue_and_keeps_is_copied():
+    q = gilfree.Queue()
+    with gilfree.Pool(1) as pool:
+        assert pool.apply(_put_then_change, (q, BIG))
+        got = q.get(timeout=30)
+    assert (got == np.arange(BIG)).all()
+
+
+@pytest.mark.timeout(60)
+def test_executor_results_travel_the_same_way():
+    with gilfree.ProcessPoolExecutor(1) as ex:
+        out = ex.submit(_make, BIG, 3.0).result()
+        assert _core.in_arena(out) and out[-1] == (BIG - 1) * 3.0
+        assert ex.submit(_info).result()["live_blocks"] == 0
