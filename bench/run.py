@@ -53,6 +53,10 @@ def identity(a):
     return a
 
 
+def double(a):
+    return a * 2
+
+
 def gilfree_module():
     try:
         import gilfree
@@ -638,27 +642,62 @@ def b_dict_hammer(variant, n):
 
 @group("numpy_array", "NumPy array to a pool task and back (apply / submit)", "MB/s", True,
        ["stdlib", "gilfree", "gilfree-shared", "stdlib-executor", "loky", "mpire"], 100, 20,
-       note="N = MB; MB/s counts both directions; gilfree-shared: the array is a "
+       note="N = MB; MB/s counts both directions, median of calls 2-4 (first: the first "
+            "call's seconds, first touch of the memory); gilfree-shared: the array is a "
             "gilfree.shared_array (filled before timing), sent by reference")
 def b_numpy(variant, n_mb):
+    return _numpy_roundtrip(variant, n_mb, identity)
+
+
+@group("numpy_new", "NumPy array to a pool task computing a new one (return a * 2) and back",
+       "MB/s", True,
+       ["stdlib", "gilfree", "gilfree-noarena", "stdlib-executor", "loky", "mpire"], 100, 20,
+       note="N = MB; MB/s counts both directions, median of calls 2-4 (first: the first "
+            "call's seconds); the result is made in the worker: gilfree "
+            "allocates it in the arena (NumPy's memory handler) and it travels by reference; "
+            "gilfree-noarena: GILFREE_NUMPY_ARENA=0 (the result is copied, as before)")
+def b_numpy_new(variant, n_mb):
+    return _numpy_roundtrip(variant, n_mb, double)
+
+
+def _numpy_roundtrip(variant, n_mb, fn):
     np = need("numpy")
     arr = np.arange(n_mb * (1 << 20) // 8, dtype=np.float64)
+    if variant == "gilfree-noarena":
+        os.environ["GILFREE_NUMPY_ARENA"] = "0"  # read by the workers
     if variant == "gilfree-shared":
         sa = gilfree_module().shared_array(arr.shape, arr.dtype)
         sa[:] = arr
         arr = sa
-    if variant in ("stdlib", "gilfree", "gilfree-shared", "mpire"):
+    if variant in ("stdlib", "gilfree", "gilfree-shared", "gilfree-noarena", "mpire"):
         ctx = (need("mpire").WorkerPool(n_jobs=WORKERS) if variant == "mpire"
-               else mp_module("gilfree" if variant == "gilfree-shared" else variant).Pool(WORKERS))
+               else mp_module(variant).Pool(WORKERS))
         with ctx as pool:
             pool.map(noop, range(4))
-            dt, out = timed(lambda: pool.apply_async(identity, (arr,)).get())
+            dts, out = _numpy_calls(lambda: pool.apply_async(fn, (arr,)).get())
     else:
         with _executor(variant) as ex:
             list(ex.map(noop, range(4)))
-            dt, out = timed(lambda: ex.submit(identity, arr).result())
-    assert out.shape == arr.shape and out[-1] == arr[-1]
-    return {"value": 2 * arr.nbytes / dt / 1e6, "seconds": dt}
+            dts, out = _numpy_calls(lambda: ex.submit(fn, arr).result())
+    assert out.shape == arr.shape and out[-1] == (arr[-1] if fn is identity else 2 * arr[-1])
+    dt = statistics.median(dts[1:])
+    return {"value": 2 * arr.nbytes / dt / 1e6, "seconds": dt, "first": dts[0]}
+
+
+def _numpy_calls(call, n=4):
+    """Time n calls, each result dropped before the next (as a loop over arrays would).
+    The first call (first touch of the memory every side uses) is reported apart; the
+    value is the median of the others."""
+    dts = []
+    for _ in range(n):
+        out = None
+        dt, out = timed(call)
+        dts.append(dt)
+    return dts, out
+
+
+# Groups whose ratios are printed side by side (the same variants, two workloads).
+SIDE_BY_SIDE = [("numpy_array", "numpy_new")]
 
 
 SEED_CACHE = os.path.join(tempfile.gettempdir(), "gilfree-bench")
@@ -860,6 +899,17 @@ def markdown(doc):
                 fmt(e.get("median")), g["unit"] if e.get("median") else "",
                 ("%.2fx" % xs) if xs else "-", note.replace("|", "/")))
             first = False
+    for a, b in SIDE_BY_SIDE:
+        ga, gb = doc["groups"].get(a), doc["groups"].get(b)
+        if not ga or not gb:
+            continue
+        lines += ["", "Side by side, x stdlib: **%s** / **%s**" % (a, b), "",
+                  "| variant | %s | %s |" % (a, b), "|---|---:|---:|"]
+        for v in dict.fromkeys(list(ga["variants"]) + list(gb["variants"])):
+            xa = ga["variants"].get(v, {}).get("x_stdlib")
+            xb = gb["variants"].get(v, {}).get("x_stdlib")
+            lines.append("| %s | %s | %s |" % (v, ("%.2fx" % xa) if xa else "-",
+                                               ("%.2fx" % xb) if xb else "-"))
     lines += ["", "Groups:", ""]
     for gname, g in doc["groups"].items():
         lines.append("- **%s**: %s%s" % (gname, g["title"],

@@ -29,6 +29,7 @@ rm -rf "$pkg" && mkdir -p "$pkg"
 cp -r "$ROOT/src/gilfree" "$pkg/gilfree"
 rm -rf "$pkg/gilfree/__pycache__"
 cp "$bdir"/_core.*.so "$pkg/gilfree/"
+cp "$ROOT/examples/seed004_countdown_nogil.pyx" "$pkg/gilfree/demo/"  # as meson installs it
 
 base_py="$("$VPY" -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')"
 site="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -258,6 +258,7 @@ int gf__ring_register(PyObject *m, gf_state *st);       /* queue.c: Ring (queues
 int gf__conn_register(PyObject *m, gf_state *st);       /* connection.c: _pipe */
 int gf__pool_register(PyObject *m, gf_state *st);       /* pool.c: Pool */
 int gf__clock_register(PyObject *m, gf_state *st);      /* clock.c: ContainerLock */
+int gf__npalloc_register(PyObject *m, gf_state *st);    /* npalloc.c: NumPy arena handler */
 int gf__dict_register(PyObject *m, gf_state *st);       /* dict.c: SharedDict */
 int gf__list_register(PyObject *m, gf_state *st);       /* list.c: SharedList */
 int gf__sockconn_register(PyObject *m, gf_state *st);   /* sockconn.c: SocketConnection */

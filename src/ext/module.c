@@ -63,6 +63,7 @@ static int (*const registrations[])(PyObject *, gf_state *) = {
     gf__proc_register,
     gf__transport_register,
     gf__blockview_register,
+    gf__npalloc_register,
     gf__ring_register,
     gf__conn_register,
     gf__pool_register,

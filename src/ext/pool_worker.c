@@ -6,6 +6,7 @@
  * parent decides); the worker leaves with _exit (no atexit handlers of the parent run).
  */
 #include "pool.h"
+#include "npalloc.h"
 #include "packed.h"
 
 #include <signal.h>
@@ -363,19 +364,31 @@ static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
         }
         const char *where;
         int kind = -1;
+        gf_npalloc_poll(st); /* NumPy imported by now: its large arrays in the arena */
         PyObject *res = run_task(st, self, cache, &t, &where, &kind);
         gf_enc e;
         int status = GF_TASK_OK, ok;
         if (res) {
+            gf_npalloc_lend(1); /* arrays made here may go by reference (see below) */
             ok = gf_encode(st, res, 0, &e) == 0;
             if (!ok && kind == K_BATCH) { /* isolate the unpicklable results, try again */
                 PyErr_Clear();
                 ok = batch_sanitize(st, self, res) == 0 && gf_encode(st, res, 0, &e) == 0;
             }
+            gf_npalloc_lend(0);
             if (!ok) {
                 Py_CLEAR(res);
                 status = GF_TASK_ERROR;
                 ok = worker_error(st, self, "result", &e, &res) == 0;
+            } else if (e.nbufs) {
+                /* A pickle (its body is e.keep): drop the result now, so that the arrays the
+                 * worker does not keep let go of their blocks; the ones it keeps are copied. */
+                Py_CLEAR(res);
+                if (gf_npalloc_unshare(st, &e) < 0) {
+                    gf_enc_done(st, &e, 0);
+                    status = GF_TASK_ERROR;
+                    ok = worker_error(st, self, "result", &e, &res) == 0;
+                }
             }
         } else {
             status = GF_TASK_ERROR;

@@ -19,6 +19,8 @@
  */
 #include "transport.h"
 
+#include "npalloc.h"
+
 #include <string.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -103,10 +105,11 @@ static int oob_copy(gf_state *st, PyObject *lst, gf_enc *e) {
         gf_off blk;
         /* A buffer that already is a whole arena block from its start (e.g. an array received
          * from another process, sent on or returned) travels by reference: one more holder
-         * of the block, no copy. Both sides then share that memory. */
+         * of the block, no copy. Both sides then share that memory. Not the data of a NumPy
+         * array made here by the arena handler and still alive (npalloc.h): copied. */
         if ((const char *)v.buf > base && (const char *)v.buf < base + asize) {
             blk = (gf_off)((const char *)v.buf - base);
-            if (gf_block_size(st->arena, blk) >= (size_t)v.len &&
+            if (gf_block_size(st->arena, blk) >= (size_t)v.len && gf_npalloc_may_share(blk) &&
                 gf_block_share(st->arena, blk) == 0) {
                 e->bufs[i].block = blk;
                 e->bufs[i].len = (uint64_t)v.len;

@@ -15,7 +15,10 @@ bar, table and chart in ``report``.  The standard-library variants run the tutor
 as written; gilfree runs the same code (import swapped), plus the file-aware ``map_lines``
 for the log and, for the GIF, frames in shared memory (``gilfree.shared_array``: workers get
 views by reference and write their ASCII frames into a second shared array; no pixels are
-pickled).  ``--cluster`` adds rows for gilfree's Pool on a Dask cluster (gilfree.cluster).
+pickled).  The countdown also gets seed 004's Cython row: threads running a countdown
+compiled by Cython with its loop outside the GIL (``nogil``: built once with Cython from PyPI,
+skipped with the reason when there is no Cython or no C compiler).  ``--cluster`` adds rows
+for gilfree's Pool on a Dask cluster (gilfree.cluster).
 """
 
 import argparse
@@ -237,12 +240,17 @@ def _countdown_workload(args, sizes, results):
     def run(s):  # serial: the parts one after the other; same total work
         return s.map(workloads.countdown, parts)
 
+    def run_nogil(s):  # seed 004's Cython version: the same split, the loop without the GIL
+        return s.map(s.nogil_countdown, parts)
+
     def check(v):
         return all(x == 0 for x in v), ""
 
     cases = []
     cases.append(("serial", runners.SerialRunner(), run, w))
     cases.append(("%d threads" % len(parts), runners.ThreadRunner(), run, len(parts)))
+    cases.append(("%d threads, Cython nogil" % len(parts), runners.NogilThreadRunner(),
+                  run_nogil, len(parts)))
     cases.append(("stdlib Pool.map", runners.PoolRunner(), run, w))
     cases.append(("gilfree Pool.map", runners.GilfreePoolRunner(), run, w))
     for b in BACKENDS:

@@ -198,6 +198,39 @@ class GilfreePoolRunner(PoolRunner):
             yield _GilfreeSession(pool, self.label)
 
 
+class NogilThreadRunner(ThreadRunner):
+    """Threads running seed 004's Cython countdown, whose loop runs without the GIL
+    (``gilfree.demo.nogil``: built with Cython from PyPI and the C compiler, once, cached;
+    never timed).  Its sessions offer ``nogil_countdown``."""
+
+    name = "threads-nogil"
+    label = "threads, Cython nogil"
+
+    def __init__(self):
+        self._mod = None
+
+    def available(self):
+        from . import nogil
+
+        ok, why = nogil.available()
+        if not ok:
+            return False, why
+        try:
+            self._mod = self._mod or nogil.countdown_module()
+        except RuntimeError as e:
+            return False, "cannot build the Cython module: %s" % str(e).splitlines()[0]
+        return True, ""
+
+    @contextlib.contextmanager
+    def session(self, workers):
+        ok, why = self.available()
+        if not ok:
+            raise Unsupported(why)
+        with super().session(workers) as s:
+            s.nogil_countdown = self._mod.countdown
+            yield s
+
+
 class ProcessExecutorRunner(Runner):
     """concurrent.futures.ProcessPoolExecutor with the Pool's default chunking."""
 
@@ -211,7 +244,8 @@ class ProcessExecutorRunner(Runner):
 
 
 RUNNERS = {cls.name: cls for cls in
-           (SerialRunner, ThreadRunner, PoolRunner, GilfreePoolRunner, ProcessExecutorRunner)}
+           (SerialRunner, ThreadRunner, NogilThreadRunner, PoolRunner, GilfreePoolRunner,
+            ProcessExecutorRunner)}
 
 
 def get(name):
