@@ -69,5 +69,7 @@ static inline int gf__pool_check(pool_obj *self) {
 PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw);
 /* pool_submit.c: Pool.results(max=256, timeout=None) -> list / [] / None. */
 PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw);
+/* pool_submit.c: Pool.wake(): the thread waiting in results() returns [] now. */
+PyObject *gf__pool_wake(PyObject *op, PyObject *a);
 
 #endif /* GF_EXT_POOL_H */

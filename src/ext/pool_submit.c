@@ -202,3 +202,11 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
     return lst;
 }
 
+
+/* See pool.h. */
+PyObject *gf__pool_wake(PyObject *op, PyObject *Py_UNUSED(a)) {
+    pool_obj *self = SELF(op);
+    if (gf__pool_check(self) < 0) return NULL;
+    gf_pool_wake(self->pool);
+    Py_RETURN_NONE;
+}

@@ -43,6 +43,8 @@ __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "Wor
 
 
 BATCH_MAX = 256
+BATCH_WAIT = 0.002  # s: batched apply_async calls go out this long after the first one
+_SLICE = 0.1  # s: the longest sleep of a waiting or collecting thread between checks
 _SIMPLE = frozenset((int, float, str, bytes, bool, type(None)))
 
 # The public classes (and the worker's error reporter) keep the module path they had before
@@ -135,6 +137,9 @@ class Pool:
             core.stop()
             raise
         self._bg_stop = False
+        self._bg_collecting = False  # the results thread collects, ready to hand over
+        self._bg_handoff = False     # a leaving collector asks it to collect for the waiters
+        self._batch_t0 = 0.0
         self._bg_wake = threading.Event()
         self._bg = threading.Thread(target=self._bg_loop, daemon=True, name=name + "-results")
         self._bg.start()
@@ -216,6 +221,10 @@ class Pool:
         return len(res)
 
     def _wait_until(self, event, timeout):
+        """Wait until event.is_set() (or `timeout` s), collecting results meanwhile if no other
+        thread does (leader/follower: no thread hop when one thread waits). Sleeps in slices of
+        _SLICE s at most: a signal (Ctrl-C) interrupts a wait at once, the slices only bound
+        how long a missed wake-up could cost."""
         if self._batch:
             self._flush()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -227,61 +236,84 @@ class Pool:
                 rem = None if deadline is None else deadline - time.monotonic()
                 if rem is not None and rem <= 0:
                     return False
-                if self._collect.acquire(False):
-                    try:
-                        while not event.is_set():
-                            rem = None if deadline is None else deadline - time.monotonic()
-                            if rem is not None and rem <= 0:
-                                return False
-                            if self._drained:
-                                break
-                            if self._collect_once(0.05 if rem is None else min(rem, 0.05)) \
-                                    is None:
-                                break
-                    finally:
-                        self._collect.release()
-                    if not event.is_set() and self._drained:
-                        evwait(0.01 if rem is None else min(rem, 0.01))
-                else:
-                    evwait(0.001 if rem is None else min(rem, 0.001))
+                piece = _SLICE if rem is None else min(rem, _SLICE)
+                got = self._collect.acquire(False)
+                if not got and self._bg_collecting:
+                    # the results thread collects (nobody waited): it hands over at once
+                    wake = getattr(self._core, "wake", None)
+                    if wake is not None:
+                        wake()
+                    got = self._collect.acquire(True, piece)
+                if not got:
+                    evwait(piece)  # another waiter collects (and delivers our result)
+                    continue
+                try:
+                    while not event.is_set():
+                        rem = None if deadline is None else deadline - time.monotonic()
+                        if rem is not None and rem <= 0:
+                            return False
+                        if self._drained:
+                            break
+                        if self._collect_once(_SLICE if rem is None else min(rem, _SLICE)) \
+                                is None:
+                            break
+                finally:
+                    self._collect.release()
+                    if self._waiters > 1:  # others wait: the results thread collects for them
+                        self._bg_handoff = True
+                        self._bg_wake.set()
+                if not event.is_set() and self._drained:
+                    evwait(0.01 if rem is None else min(rem, 0.01))
             return True
         finally:
             with _evlock:
                 self._waiters -= 1
 
     def _bg_loop(self):
-        """Collect results when nobody else does (callbacks, supervision)."""
+        """Collect results when nobody else does (callbacks, supervision, map_async without
+        get) and send batched calls a moment after the first one is queued. Sleeps until
+        woken (_bg_wake) or for _SLICE s; no polling at a short period: on a small machine
+        every wake-up of the parent takes a CPU from a worker."""
         while not self._bg_stop:
-            self._bg_wake.wait(0.005 if (self._pending or self._batch or self._held) else 0.05)
+            self._bg_wake.wait(0.005 if self._held else _SLICE)
             self._bg_wake.clear()
             if self._bg_stop:
                 break
             try:
                 if self._batch:
+                    # let the batch fill for BATCH_WAIT s after its first call was queued
+                    age = time.monotonic() - self._batch_t0
+                    if age < BATCH_WAIT:
+                        time.sleep(BATCH_WAIT - age)
                     self._flush()
                 if self._held:
                     self._send_held(False)
             except Exception:
                 traceback.print_exc()
-            if self._waiters or self._drained:
-                continue
-            if not self._pending and time.monotonic() - self._last_collect < 0.1:
-                continue
-            if time.monotonic() - self._last_collect < 0.005 and self._pending:
-                continue
-            if not self._collect.acquire(False):
-                continue
-            try:
-                while not self._bg_stop and not self._waiters and not self._drained:
-                    n = self._collect_once(0.005)
-                    if n is None or (n == 0 and not self._pending):
-                        break
-            except Exception:
-                if not self._bg_stop:
-                    traceback.print_exc()
-                break
-            finally:
-                self._collect.release()
+            self._bg_collect()
+
+    def _bg_collect(self):
+        """The results thread's collecting: while results are outstanding and no thread waits
+        (or a leaving collector handed over, _bg_handoff); a thread that starts waiting makes
+        it let go at once (_core.Pool.wake)."""
+        handoff, self._bg_handoff = self._bg_handoff, False
+        if self._drained or not self._pending or (self._waiters and not handoff):
+            return
+        self._bg_collecting = not handoff
+        if not self._collect.acquire(False):
+            self._bg_collecting = False
+            return
+        try:
+            while not self._bg_stop and not self._drained and (handoff or not self._waiters):
+                n = self._collect_once(_SLICE)
+                if n is None or (n == 0 and not self._pending):
+                    break
+        except Exception:
+            if not self._bg_stop:
+                traceback.print_exc()
+        finally:
+            self._bg_collecting = False
+            self._collect.release()
 
     def _cancel_ids(self, ids):
         for tid in ids:
@@ -378,6 +410,9 @@ class Pool:
             n = len(b)
         if n >= BATCH_MAX:
             self._flush()
+        elif n == 1:  # the results thread sends it within BATCH_WAIT unless it fills first
+            self._batch_t0 = time.monotonic()
+            self._bg_wake.set()
         return res
 
     def _flush(self, block=False):
@@ -630,6 +665,8 @@ class Pool:
             with _evlock:
                 self._waiters += 1
             try:
+                if self._bg_collecting:
+                    self._core.wake()  # the results thread lets go of collecting at once
                 with self._collect:
                     while not self._drained:
                         if self._collect_once(0.1) is None:
