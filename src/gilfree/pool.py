@@ -292,6 +292,14 @@ class Pool:
                 traceback.print_exc()
             self._bg_collect()
 
+    def _wake_bg(self):
+        """Make the results thread look at the batch, held tasks and results now."""
+        self._bg_wake.set()
+        if self._bg_collecting:
+            wake = getattr(self._core, "wake", None)
+            if wake is not None:
+                wake()
+
     def _bg_collect(self):
         """The results thread's collecting: while results are outstanding and no thread waits
         (or a leaving collector handed over, _bg_handoff); a thread that starts waiting makes
@@ -305,8 +313,14 @@ class Pool:
             return
         try:
             while not self._bg_stop and not self._drained and (handoff or not self._waiters):
-                n = self._collect_once(_SLICE)
-                if n is None or (n == 0 and not self._pending):
+                piece = _SLICE
+                if self._batch:  # calls queued meanwhile: send them when due
+                    piece = self._batch_t0 + BATCH_WAIT - time.monotonic()
+                    if piece <= 0:
+                        self._flush()
+                        piece = _SLICE
+                n = self._collect_once(min(piece, _SLICE))
+                if n is None or (n == 0 and not self._pending and not self._batch):
                     break
         except Exception:
             if not self._bg_stop:
@@ -410,9 +424,10 @@ class Pool:
             n = len(b)
         if n >= BATCH_MAX:
             self._flush()
-        elif n == 1:  # the results thread sends it within BATCH_WAIT unless it fills first
+        elif n == 1:
             self._batch_t0 = time.monotonic()
-            self._bg_wake.set()
+            if callback is not None or error_callback is not None or self._bg_collecting:
+                self._wake_bg()  # it sends the batch within BATCH_WAIT unless it fills first
         return res
 
     def _flush(self, block=False):
