@@ -127,17 +127,6 @@ int gf_raise_int(gf_state *st, int err, const char *what);
  * number"), NaN; TypeError for a non-number. */
 int gf_deadline_arg(PyObject *timeout, int block, int64_t *deadline);
 
-/* ------------------------------------------------------------------ objarena.c */
-
-/* Between begin and end (GIL held, nestable) the arenas of CPython's small-object allocator
- * come from 2 MiB-aligned regions advised MADV_HUGEPAGE: for decoding a big map chunk, whose
- * fresh ints would otherwise take a page fault per 4 KiB. Never fails (no-op where not
- * possible). */
-void gf__objarena_begin(void);
-void gf__objarena_end(void);
-/* 1 when GILFREE_NO_THP is set (no huge-page arenas or advice). */
-int gf__no_thp(void);
-
 /* ------------------------------------------------------------------ state services (state.c) */
 
 /* Module init (module.c): attach to the arena named by GILFREE_ARENA_FD or create one.

@@ -27,7 +27,6 @@ typedef struct pk_hdr {
     uint8_t _r[3];
     uint64_t count;
 } pk_hdr;
-#define PK_BIG 4096 /* items: decoded with huge-page object arenas (objarena.c) */
 #define PK_MAXCHARS (((Py_ssize_t)1 << 30) - 1)
 
 static inline size_t pk_align(size_t x, size_t a) { return (x + a - 1) & ~(a - 1); }
@@ -300,8 +299,6 @@ Py_ssize_t gf__pk_fill(const char *p, size_t len, PyObject *dst, Py_ssize_t star
     const char *body = p + sizeof(pk_hdr);
     size_t blen = len - sizeof(pk_hdr);
     if (type == PK_INT64) {
-        int big = n >= PK_BIG;
-        if (big) gf__objarena_begin();
         Py_ssize_t i = 0;
         for (; i < n; i++) {
             int64_t v;
@@ -310,7 +307,6 @@ Py_ssize_t gf__pk_fill(const char *p, size_t len, PyObject *dst, Py_ssize_t star
             if (!o) break;
             Py_XSETREF(slot[i], o);
         }
-        if (big) gf__objarena_end();
         return i == n ? n : -1;
     }
     size_t tab = type == PK_STR ? pk_align(sizeof(pk_hdr) + 4 * (size_t)n, 8) - sizeof(pk_hdr)

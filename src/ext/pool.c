@@ -26,8 +26,6 @@
  * C loop of pool_worker.c, then _exit (no atexit handlers of the parent run).
  */
 #include "pool.h"
-
-#include <sys/mman.h>
 #include "packed.h"
 
 #include <string.h>
@@ -259,16 +257,7 @@ static PyObject *pool_new_list(PyObject *Py_UNUSED(cls), PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "new_list: negative size");
         return NULL;
     }
-    PyObject *l = PyList_New(n);
-    if (l && n >= (1 << 18) && !gf__no_thp()) {
-        /* A big result list's item array is fresh, untouched memory (calloc): ask for huge
-         * pages, so that filling it takes a fault per 2 MiB instead of per 4 KiB (a fault
-         * costs ~2 us on a VM). Advice only: nothing changes where THP is off. */
-        uintptr_t lo = ((uintptr_t)((PyListObject *)l)->ob_item + 4095) & ~(uintptr_t)4095;
-        uintptr_t hi = ((uintptr_t)(((PyListObject *)l)->ob_item + n)) & ~(uintptr_t)4095;
-        if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-    }
-    return l;
+    return PyList_New(n);
 }
 
 /* count(b) -> the number of items in a packed map chunk. */

@@ -230,7 +230,7 @@ EDGES = sorted({s * v for v in (0, 1, 5, 6, 255, 256, 257, 2 ** 30 - 1, 2 ** 30,
 
 
 def test_unpack_int_edges_exact():
-    n = 5000  # a big chunk: decoded with the huge-page object arenas (objarena.c)
+    n = 5000
     vals = (EDGES * (n // len(EDGES) + 1))[:n]
     out = _core.Pool.unpack(_pk(1, n, struct.pack("<%dq" % n, *vals)))
     assert out == vals and all(type(x) is int for x in out)
