@@ -129,6 +129,7 @@ class Pool:
         self._last_collect = 0.0
         self._waiters = 0
         self._core = core
+        self._core_is_local = type(core) is _core.Pool  # (results(into=): the C pool's)
         self._forker = threading.Thread(target=core.serve, daemon=True, name=name + "-forker")
         self._forker.start()
         try:
@@ -196,7 +197,9 @@ class Pool:
     def _collect_once(self, timeout):
         """Take and deliver a batch of results (caller holds _collect). Returns the number
         delivered, or None once the pool is closed and drained."""
-        res = self._core.results(256, timeout)
+        into = self._pending if self._core_is_local else None
+        res = self._core.results(256, timeout, into) if into is not None else \
+            self._core.results(256, timeout)
         if res is None:
             self._drained = True
             return None
