@@ -9,6 +9,7 @@ Results are collected by whichever thread waits for one (leader/follower: no thr
 fast path); a background thread collects only when nobody else does (callbacks, supervision).
 """
 
+import functools
 import io
 import math
 import os
@@ -440,17 +441,25 @@ class Pool:
             items, self._batch = self._batch, []
         if not items:
             return
+        # one pool task per worker at most: two long calls queued together must not run one
+        # after the other in one worker while the other one idles
+        n = min(len(items), self._processes)
+        step = -(-len(items) // n)
+        parts = [items[i:i + step] for i in range(0, len(items), step)]
         if block:
             self._send_held(True)
-            self._send_batch(items, True)
+            for part in parts:
+                self._send_batch(part, True)
             return
 
-        def fail(exc):
-            for it in items:
+        def fail(part, exc):
+            for it in part:
                 it[0]._set(False, exc)
 
         with self._held_lock:
-            self._hold(lambda b: self._send_batch(items, b), fail)
+            for part in parts:
+                self._hold(functools.partial(self._send_batch, part),
+                           functools.partial(fail, part))
 
     def _send_batch(self, items, block):
         """Send calls [(res, fnb, args, kwds)] as one pool task; False if no mailbox was free

@@ -100,6 +100,20 @@ def test_basic_api(pool):
     assert pool.map(sq, []) == []
 
 
+def _meet(events, me):
+    events[me].set()
+    return events[1 - me].wait(10)  # the other call runs at the same time
+
+
+@pytest.mark.timeout(60)
+def test_batched_calls_spread_over_the_workers(pool):
+    # two apply_async calls queued together (one batch) run in two workers at once, not one
+    # after the other in one worker while the other idles
+    events = [gilfree.Event(), gilfree.Event()]
+    rs = [pool.apply_async(_meet, (events, i)) for i in range(2)]
+    assert [r.get(30) for r in rs] == [True, True]
+
+
 @pytest.mark.timeout(30)
 def test_async_result(pool):
     r = pool.apply_async(sleep_then, (7, 0.3))
