@@ -244,9 +244,7 @@ class Pool:
                 got = self._collect.acquire(False)
                 if not got and self._bg_collecting:
                     # the results thread collects (nobody waited): it hands over at once
-                    wake = getattr(self._core, "wake", None)
-                    if wake is not None:
-                        wake()
+                    self._kick_collector()
                     got = self._collect.acquire(True, piece)
                 if not got:
                     evwait(piece)  # another waiter collects (and delivers our result)
@@ -296,13 +294,18 @@ class Pool:
                 traceback.print_exc()
             self._bg_collect()
 
+    def _kick_collector(self):
+        """Make the thread waiting in core.results() return now (core.wake(); a core
+        without it ends its waits within _SLICE anyway)."""
+        wake = getattr(self._core, "wake", None)
+        if wake is not None:
+            wake()
+
     def _wake_bg(self):
         """Make the results thread look at the batch, held tasks and results now."""
         self._bg_wake.set()
         if self._bg_collecting:
-            wake = getattr(self._core, "wake", None)
-            if wake is not None:
-                wake()
+            self._kick_collector()
 
     def _bg_collect(self):
         """The results thread's collecting: while results are outstanding and no thread waits
@@ -374,7 +377,7 @@ class Pool:
             try:
                 tid = self._submit(kind, fnb, obj, res, 0, timeout, retries, block=block)
             except BaseException as e:
-                res._set(False, e)
+                res._set(False, self._stopped_error(e))
                 return True
             if tid is None:
                 return False
@@ -383,6 +386,13 @@ class Pool:
 
         with self._held_lock:
             self._hold(send, lambda e: res._set(False, e))
+
+    def _stopped_error(self, exc):
+        """What a call that could not be sent fails with: CancelledError when terminate()
+        stopped the pool meanwhile (it raced with the send), else `exc`."""
+        if isinstance(exc, ValueError) and self._state == TERMINATE:
+            return CancelledError()
+        return exc
 
     def _auto_chunksize(self, n):
         if n <= 8 * self._processes:
@@ -468,8 +478,9 @@ class Pool:
         try:
             tid = self._submit(K_BATCH, b"", obj, _BatchSink(self, items), 0, block=block)
         except (ValueError, MemoryError, OSError):
+            err = self._stopped_error(ValueError("Pool not running"))
             for it in items:
-                it[0]._set(False, ValueError("Pool not running"))
+                it[0]._set(False, err)
             return True
         except Exception as exc:
             good = []
@@ -693,7 +704,7 @@ class Pool:
                 self._waiters += 1
             try:
                 if self._bg_collecting:
-                    self._core.wake()  # the results thread lets go of collecting at once
+                    self._kick_collector()  # the results thread lets go of collecting at once
                 with self._collect:
                     while not self._drained:
                         if self._collect_once(0.1) is None:
