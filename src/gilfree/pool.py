@@ -18,7 +18,6 @@ import threading
 import time
 import traceback
 import weakref
-from concurrent.futures import CancelledError  # noqa: F401 (re-exported, as before the split)
 from multiprocessing import TimeoutError
 from multiprocessing.pool import MaybeEncodingError, ThreadPool  # noqa: F401 (re-exported)
 
@@ -29,10 +28,19 @@ from gilfree._pool_chunker import _Chunker, _FixedChunks
 from gilfree._pool_errors import (CLOSE, K_BATCH, K_CALL, K_MAP, K_STARMAP, RUN, S_CANCELLED,
                                   S_DECODE, S_ERROR, S_LOST, S_OK, S_TIMEOUT, TERMINATE,
                                   RemoteTraceback, TaskTimeoutError, WorkerLostError, _errfn,
-                                  _rebuild_error, _status_error)
+                                  _cancelled, _rebuild_error, _status_error)
 from gilfree._pool_progress import _Bar, _make_progress
 from gilfree._pool_results import (ApplyResult, AsyncResult, IMapIterator, MapResult,
                                    _BatchSink, _evlock, _ImapSink, _send, _unpack, _unpack_into)
+
+def __getattr__(name):
+    """gilfree.pool.CancelledError: concurrent.futures' (re-exported, as before the split),
+    imported on first use -- concurrent.futures loads logging, which a Pool does not need."""
+    if name == "CancelledError":
+        from concurrent.futures import CancelledError
+        return CancelledError
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
 
 def _discard_buffer(buf):
     """pickle buffer_callback: keep the buffer out of band and drop it (a picklability check)."""
@@ -391,7 +399,7 @@ class Pool:
         """What a call that could not be sent fails with: CancelledError when terminate()
         stopped the pool meanwhile (it raced with the send), else `exc`."""
         if isinstance(exc, ValueError) and self._state == TERMINATE:
-            return CancelledError()
+            return _cancelled()
         return exc
 
     def _auto_chunksize(self, n):
@@ -664,17 +672,18 @@ class Pool:
         self._state = TERMINATE
         _live_pools.discard(self)
         # what was never sent fails now: held tasks, queued calls, the maps' unsent chunks
-        self._fail_held(CancelledError())
+        if self._held:
+            self._fail_held(_cancelled())
         with _evlock:
             batch, self._batch = self._batch, []
             maps = list(self._adaptive | self._starved)
             self._adaptive.clear()
             self._starved.clear()
         for it in batch:
-            it[0]._set(False, CancelledError())
+            it[0]._set(False, _cancelled())
         for r in maps:
             r._cancelled = True
-            r._fail(CancelledError())
+            r._fail(_cancelled())
         self._core.terminate()
         # deliver the cancellations
         with self._collect:
