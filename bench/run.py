@@ -182,7 +182,10 @@ MAPPERS = ["serial", "stdlib", "gilfree", "stdlib-executor", "gilfree-executor",
 @group("map_tiny", "Pool(2).map(square, range(N))", "items/s", True, MAPPERS,
        10**6, 2 * 10**5,
        note="executors and mpire get the Pool's default chunksize (executors' default is 1); "
-            "pools started before timing")
+            "pools started before timing; gilfree's fast path here: a range travels as slices "
+            "whose item ints the worker makes (refilled in place on CPython 3.11), int64 "
+            "results travel packed and are decoded in C into the result list -- other items "
+            "and results (not all int / str / bytes) are pickled")
 def b_map_tiny(variant, n):
     items = range(n)
     with mapper(variant) as m:
@@ -859,9 +862,12 @@ def summarise(g, runs):
                 bad[0].get("skipped") or bad[0].get("error"))
         out[v] = entry
     base = out.get(g["baseline"], {}).get("median")
+    serial = out.get("serial", {}).get("median")  # (the groups that have a serial variant)
     for v, e in out.items():
         if base and e.get("median"):
             e["x_stdlib"] = (e["median"] / base) if g["higher"] else (base / e["median"])
+        if serial and e.get("median") and v != "serial":
+            e["x_serial"] = (e["median"] / serial) if g["higher"] else (serial / e["median"])
     return out
 
 
@@ -882,10 +888,11 @@ def fmt(x):
 def markdown(doc):
     lines = ["# Benchmark results: %s" % doc["name"], "",
              "%s; %d repeats per variant, interleaved; median shown; "
-             "x stdlib > 1 means better than the standard library." % (doc["machine"],
-                                                                       doc["repeat"]), "",
-             "| group | variant | median | unit | x stdlib | note |",
-             "|---|---|---:|---|---:|---|"]
+             "x stdlib > 1 means better than the standard library (x serial: than one "
+             "process, where the group has a serial row)." % (doc["machine"], doc["repeat"]),
+             "",
+             "| group | variant | median | unit | x stdlib | x serial | note |",
+             "|---|---|---:|---|---:|---:|---|"]
     for gname, g in doc["groups"].items():
         first = True
         for v, e in g["variants"].items():
@@ -893,11 +900,12 @@ def markdown(doc):
             if "extra" in e:
                 note = ", ".join("%s %s" % (k, fmt(x)) for k, x in e["extra"].items()
                                  if k != "top") or note
-            xs = e.get("x_stdlib")
-            lines.append("| %s | %s | %s | %s | %s | %s |" % (
+            xs, xr = e.get("x_stdlib"), e.get("x_serial")
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
                 ("**%s** (N=%s)" % (gname, fmt(g["n"]))) if first else "", v,
                 fmt(e.get("median")), g["unit"] if e.get("median") else "",
-                ("%.2fx" % xs) if xs else "-", note.replace("|", "/")))
+                ("%.2fx" % xs) if xs else "-", ("%.2fx" % xr) if xr else "-",
+                note.replace("|", "/")))
             first = False
     for a, b in SIDE_BY_SIDE:
         ga, gb = doc["groups"].get(a), doc["groups"].get(b)

@@ -720,7 +720,9 @@ GF_EXTERN int64_t gf_list_check(gf_arena *a, gf_off l);
  *
  * Supervision (dead workers, per-task timeouts, replacements, maxtasksperchild) runs inside
  * gf_pool_submit, gf_pool_next_results, gf_pool_cancel and gf_pool_join -- there is no thread.
- * A thread blocked in gf_pool_next_results wakes at least every `supervise_ns` to do it.
+ * A thread blocked in gf_pool_next_results wakes every `supervise_ns` to do it while something
+ * happens, backing off to 10 x supervise_ns while passes find nothing (tasks with a timeout
+ * keep it at supervise_ns).
  *
  * Threads: every gf_pool_* function may be called from any thread; gf_pool_next_results from
  * one thread at a time. No gf_pool_* function holds the pool's lock while calling `spawn`.
@@ -802,6 +804,10 @@ typedef struct gf_pool_result {
  * GF_EINTR, GF_EPIPE (the pool is closed or terminated and every result was taken). */
 GF_EXTERN int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max,
                                    int64_t deadline);
+/* Make the thread blocked in gf_pool_next_results (if any) return GF_ETIMEDOUT now, without
+ * results, so that it can hand its place to another thread; a call that finds no result and no
+ * sleeper keeps the wake-up for the next one. Result 0. Fails: GF_EINVAL. */
+GF_EXTERN int gf_pool_wake(gf_pool *p);
 
 /* Cancel a task. Result 0: it was still queued; it will not run and yields GF_TASK_CANCELLED.
  * Result 1: it is running; its worker is killed (and replaced) and it yields

@@ -175,7 +175,9 @@ struct gf_pool {
     gf_msg dmsgs[GF__RX_MSGS];
     /* supervision */
     int64_t last_sup, next_timeout;
+    int64_t sup_wait;  /* gf_pool_next_results' current sleep between passes (backs off) */
     int force_sup, need_spawn, need_nop;
+    int kicked; /* gf_pool_wake: the consumer returns GF_ETIMEDOUT at its next empty look */
     int closing, terminated;
     int spawn_err;
     uint64_t spawned, deaths;

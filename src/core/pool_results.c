@@ -122,6 +122,23 @@ void gf__pool_release_given(gf_pool *p) {
     p->ngiven_blk = 0;
 }
 
+/* What a supervision pass can change, summed: a pass that leaves it alike found nothing. */
+static uint64_t gf__sup_mark(const gf_pool *p) {
+    return p->deaths + p->spawned + p->nret + (p->lq_head != NULL) + (uint64_t)p->need_spawn;
+}
+
+/* The sleep before the next supervision pass of a waiting consumer: supervise_ns while
+ * something happens (results, deaths, spawns, tasks with a timeout), doubling up to 10 x
+ * supervise_ns after each pass that finds nothing -- every wake-up of the parent takes a CPU
+ * from a worker on a small machine (a futex wake costs ~45 us here). `quiet`: the last pass
+ * found nothing. */
+static int64_t gf__sup_wait(gf_pool *p, int quiet) {
+    int64_t base = p->opt.supervise_ns, top = 10 * base;
+    if (!quiet || p->ntimed || p->closing || p->sup_wait < base) p->sup_wait = base;
+    else if (p->sup_wait < top) p->sup_wait = 2 * p->sup_wait < top ? 2 * p->sup_wait : top;
+    return p->outstanding == 0 ? top : p->sup_wait;
+}
+
 /* Take 1..max results. Result: the count. Fails: GF_EINVAL, GF_ETIMEDOUT, GF_EINTR, GF_EPIPE
  * (closed and nothing more to come), GF_EBADMSG (result ring corrupt). */
 int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t deadline) {
@@ -135,6 +152,7 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
         first = 0;
         int64_t now = gf_now_ns();
         if (force) p->force_sup = 1;
+        uint64_t mark = gf__sup_mark(p);
         gf__pool_supervise_maybe(p, now);
         size_t n = 0;
         int rc = 0;
@@ -150,6 +168,7 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
             }
             if (p->force_sup) gf__pool_supervise(p, now);
         }
+        int quiet = n == 0 && gf__sup_mark(p) == mark;
         /* Then results queued in the parent (drained, or made up: LOST, CANCELLED, ...). */
         gf__res *tail = NULL;
         while (n < max && p->lq_head) {
@@ -163,16 +182,19 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
             out[n++] = r->r;
         }
         int done = n == 0 && p->closing && p->outstanding == 0;
+        int kicked = n == 0 && p->kicked;
+        if (kicked) p->kicked = 0;
         int64_t next_to = p->next_timeout;
-        int idle = p->outstanding == 0;
+        int64_t sleep = gf__sup_wait(p, quiet);
         p->need_nop = 0; /* we are the consumer: no need to wake ourselves */
         gf__pool_unlock_and_spawn(p);
         if (n > 0) return (int)n;
         if (rc < 0) return rc;
         if (done) return GF_EPIPE;
+        if (kicked) return GF_ETIMEDOUT;
         now = gf_now_ns();
         if (deadline <= now) return GF_ETIMEDOUT;
-        int64_t wake = now + (idle ? 10 * p->opt.supervise_ns : p->opt.supervise_ns);
+        int64_t wake = now + sleep;
         if (next_to < wake) wake = next_to;
         if (deadline < wake) wake = deadline;
         int w = gf_ring_wait_readable(p->a, p->sh->results, wake);
@@ -182,4 +204,14 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
         if (gf__interrupt_due(since)) return GF_EINTR;
         force = w == GF_ETIMEDOUT;
     }
+}
+
+/* See gilfree.h. */
+int gf_pool_wake(gf_pool *p) {
+    if (!p) return GF_EINVAL;
+    gf__lock(p);
+    p->kicked = 1;
+    p->need_nop = 1; /* a NOP record wakes the sleeper */
+    gf__pool_unlock_and_spawn(p);
+    return 0;
 }

@@ -15,6 +15,7 @@
  * Decoding bounds-checks every length against the message.
  */
 #include "packed.h"
+#include "fastint.h"
 
 #include <string.h>
 
@@ -298,14 +299,15 @@ Py_ssize_t gf__pk_fill(const char *p, size_t len, PyObject *dst, Py_ssize_t star
     const char *body = p + sizeof(pk_hdr);
     size_t blen = len - sizeof(pk_hdr);
     if (type == PK_INT64) {
-        for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t i = 0;
+        for (; i < n; i++) {
             int64_t v;
             memcpy(&v, body + i * 8, 8);
-            PyObject *o = PyLong_FromLongLong(v);
-            if (!o) return -1;
+            PyObject *o = gf__int_new(v);
+            if (!o) break;
             Py_XSETREF(slot[i], o);
         }
-        return n;
+        return i == n ? n : -1;
     }
     size_t tab = type == PK_STR ? pk_align(sizeof(pk_hdr) + 4 * (size_t)n, 8) - sizeof(pk_hdr)
                                 : 4 * (size_t)n;

@@ -344,7 +344,10 @@ static PyMethodDef pool_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))gf__pool_submit, METH_VARARGS | METH_KEYWORDS,
      "submit(kind, fn, obj, timeout=0, retries=0, block=True) -> id or None"},
     {"results", (PyCFunction)(void (*)(void))gf__pool_results, METH_VARARGS | METH_KEYWORDS,
-     "results(max=256, timeout=None) -> [(id, status, worker, value)] / [] / None"},
+     "results(max=256, timeout=None, into=None) -> [(id, status, worker, value, elapsed)] / [] /"
+     " None; into={id: (sink, start)}: packed map chunks decoded into sink._gf_into"},
+    {"wake", gf__pool_wake, METH_NOARGS,
+     "wake(): the thread waiting in results() returns [] now (it hands over collecting)"},
     {"cancel", pool_cancel, METH_O, "cancel(id) -> 0 queued, 1 running, None unknown"},
     {"cancel_queued", pool_cancel_queued, METH_O,
      "cancel_queued(id) -> 0 queued (cancelled), 1 running (left alone), None unknown"},

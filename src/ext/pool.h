@@ -67,7 +67,11 @@ static inline int gf__pool_check(pool_obj *self) {
 }
 /* pool_submit.c: Pool.submit(kind, fn, obj, timeout=0, retries=0, block=True) -> id / None. */
 PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw);
-/* pool_submit.c: Pool.results(max=256, timeout=None) -> list / [] / None. */
+/* pool_submit.c: Pool.results(max=256, timeout=None, into=None) -> list / [] / None. With
+ * `into` ({id: (sink, start)}), a map chunk's packed result whose sink has a list `_gf_into` is
+ * decoded straight into it and its value is the item count (an int). */
 PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw);
+/* pool_submit.c: Pool.wake(): the thread waiting in results() returns [] now. */
+PyObject *gf__pool_wake(PyObject *op, PyObject *a);
 
 #endif /* GF_EXT_POOL_H */

@@ -145,14 +145,56 @@ PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw) {
 
 #define NRES 256
 
+/* A map chunk's packed result decoded straight from the message into its result list: `into`
+ * maps the task id to (sink, start), and a sink whose `_gf_into` is a list takes the items at
+ * [start:start + n]. Result: a new int (the count), NULL without an exception when it does not
+ * apply (then the value is decoded as usual), or NULL with an exception (malformed: the
+ * message is consumed). */
+static PyObject *result_into(gf_state *st, PyObject *into, const gf_pool_result *r) {
+    gf_frame fr;
+    if (gf_frame_parse(st->arena, r->data, r->len, &fr) < 0 || fr.kind != GF_FRAME_BYTES ||
+        fr.nbufs || fr.body_len < 16 || memcmp(fr.body, "GFPL", 4) != 0)
+        return NULL;
+    PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)r->id);
+    if (!key) return NULL;
+    PyObject *ent = PyDict_GetItemWithError(into, key); /* borrowed */
+    Py_DECREF(key);
+    if (!ent || !PyTuple_CheckExact(ent) || PyTuple_GET_SIZE(ent) != 2) return NULL;
+    Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(ent, 1));
+    PyObject *lst = start < 0 ? NULL : PyObject_GetAttrString(PyTuple_GET_ITEM(ent, 0), "_gf_into");
+    if (!lst || !PyList_CheckExact(lst)) {
+        PyErr_Clear();
+        Py_XDECREF(lst);
+        return NULL;
+    }
+    Py_ssize_t n = gf__pk_fill(fr.body, fr.body_len, lst, start);
+    Py_DECREF(lst);
+    return n < 0 ? NULL : PyLong_FromSsize_t(n);
+}
+
+/* The exception being raised as a value (its traceback attached); never NULL. */
+static PyObject *fetch_exc(void) {
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyErr_NormalizeException(&et, &ev, &tb);
+    if (tb && ev) PyException_SetTraceback(ev, tb);
+    Py_XDECREF(et);
+    Py_XDECREF(tb);
+    return ev ? ev : (Py_INCREF(Py_None), Py_None);
+}
+
 /* See pool.h. */
 PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"max", "timeout", NULL};
+    static char *kwlist[] = {"max", "timeout", "into", NULL};
     pool_obj *self = SELF(op);
     unsigned int max = NRES;
-    PyObject *timeout = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|IO:results", kwlist, &max, &timeout))
+    PyObject *timeout = Py_None, *into = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|IOO:results", kwlist, &max, &timeout, &into))
         return NULL;
+    if (into != Py_None && !PyDict_Check(into)) {
+        PyErr_SetString(PyExc_TypeError, "results: into must be a dict or None");
+        return NULL;
+    }
     if (gf__pool_check(self) < 0) return NULL;
     gf_state *st = gf_state_of(op);
     int64_t deadline;
@@ -175,16 +217,13 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
         int status = res[i].status;
         PyObject *v;
         if ((status == GF_TASK_OK || status == GF_TASK_ERROR) && res[i].len) {
-            gf_msg m = {res[i].data, res[i].len, 0};
-            v = gf_decode(st, &m, 0);
+            v = status == GF_TASK_OK && into != Py_None ? result_into(st, into, &res[i]) : NULL;
+            if (!v && !PyErr_Occurred()) {
+                gf_msg m = {res[i].data, res[i].len, 0};
+                v = gf_decode(st, &m, 0);
+            }
             if (!v) {
-                PyObject *et, *ev, *tb;
-                PyErr_Fetch(&et, &ev, &tb);
-                PyErr_NormalizeException(&et, &ev, &tb);
-                if (tb && ev) PyException_SetTraceback(ev, tb);
-                Py_XDECREF(et);
-                Py_XDECREF(tb);
-                v = ev ? ev : (Py_INCREF(Py_None), Py_None);
+                v = fetch_exc();
                 status = ST_DECODE;
             }
         } else {
@@ -202,3 +241,11 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
     return lst;
 }
 
+
+/* See pool.h. */
+PyObject *gf__pool_wake(PyObject *op, PyObject *Py_UNUSED(a)) {
+    pool_obj *self = SELF(op);
+    if (gf__pool_check(self) < 0) return NULL;
+    gf_pool_wake(self->pool);
+    Py_RETURN_NONE;
+}

@@ -8,6 +8,7 @@
 #include "pool.h"
 #include "npalloc.h"
 #include "packed.h"
+#include "fastint.h"
 
 #include <signal.h>
 #include <string.h>
@@ -230,9 +231,65 @@ static PyObject *map_call(PyObject *fn, PyObject *x, int star) {
     return r;
 }
 
+/* A range's start, step and length as int64s whose every item fits int64. Result 1, 0 (not
+ * a range, or too big: iterate it), or -1 with an exception. */
+static int range_bounds(PyObject *obj, int64_t *start, int64_t *step, Py_ssize_t *len) {
+    if (!PyRange_Check(obj)) return 0;
+    PyObject *a = PyObject_GetAttrString(obj, "start"), *b = PyObject_GetAttrString(obj, "step");
+    int ok = -1;
+    if (a && b) {
+        int o1 = 0, o2 = 0;
+        long long s0 = PyLong_AsLongLongAndOverflow(a, &o1), st = PyLong_AsLongLongAndOverflow(b, &o2);
+        Py_ssize_t n = (s0 == -1 || st == -1) && PyErr_Occurred() ? -1 : PyObject_Size(obj);
+        int64_t last;
+        if (n < 0) {
+            PyErr_Clear(); /* (length over Py_ssize_t: iterate) */
+            ok = 0;
+        } else if (o1 || o2 || __builtin_mul_overflow((int64_t)st, (int64_t)(n ? n - 1 : 0), &last) ||
+                   __builtin_add_overflow(last, (int64_t)s0, &last)) {
+            ok = 0;
+        } else {
+            *start = s0;
+            *step = st;
+            *len = n;
+            ok = 1;
+        }
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return ok;
+}
+
+/* K_MAP over a range slice, its items made here: an item int the function did not keep
+ * (reference count back to 1) is given the next value in place (fastint.h), so a tiny
+ * function costs one int allocation per item, not two. Result as run_map. */
+static PyObject *run_map_range(PyObject *fn, int64_t start, int64_t step, Py_ssize_t n) {
+    map_acc m = {PyMem_Malloc((size_t)(n > 16 ? n : 16) * 8), 0, n > 16 ? n : 16, NULL};
+    if (!m.ints) return PyErr_NoMemory();
+    PyObject *x = NULL, *res = NULL;
+    int64_t v = start;
+    for (Py_ssize_t i = 0; i < n; i++, v += (i < n ? step : 0)) {
+        if (gf__int_set(&x, v) < 0) goto fail;
+        Py_INCREF(x); /* map_call takes one reference; ours stays for the reuse */
+        PyObject *r = map_call(fn, x, 0);
+        if (!r || map_acc_add(&m, r) < 0) goto fail;
+    }
+    res = map_acc_result(&m);
+fail:
+    Py_XDECREF(x);
+    PyMem_Free(m.ints);
+    Py_XDECREF(m.lst);
+    return res;
+}
+
 /* K_MAP / K_STARMAP: fn over the chunk (a list / tuple, or any iterable such as the range
  * slice the parent sent). Result: new bytes (packed) or list, or NULL with an exception. */
 static PyObject *run_map(PyObject *fn, PyObject *obj, int star) {
+    int64_t rstart = 0, rstep = 0;
+    Py_ssize_t rlen = 0;
+    int rb = star ? 0 : range_bounds(obj, &rstart, &rstep, &rlen);
+    if (rb < 0) return NULL;
+    if (rb) return run_map_range(fn, rstart, rstep, rlen);
     PyObject *seq = NULL, *it = NULL, *res = NULL;
     PyObject *const *arr = NULL;
     Py_ssize_t n = -1;

@@ -8,13 +8,15 @@ other way round). What a front class returns is a local or a cluster object, so
 ``isinstance(x, gilfree.Pool)`` holds for both (the front's isinstance is its local class's),
 and ``type(gilfree.Pool(2)) is gilfree.pool.Pool``. A subclass of a front class is a local
 pool or executor (subclass ``gilfree.cluster.ClusterPool`` for a cluster one).
+The executor's front class is in gilfree._front_executor (with this module's metaclass), so
+that ``gilfree.Pool`` does not load concurrent.futures and logging (~6 ms of a program's first
+Pool()).
 """
 
-from gilfree import futures as _futures
 from gilfree import pool as _pool
 from gilfree.cluster import resolve
 
-__all__ = ["Pool", "ProcessPoolExecutor", "Executor"]
+__all__ = ["Pool"]
 
 
 class _Front(type):
@@ -63,21 +65,3 @@ class Pool(_pool.Pool, metaclass=_Front):
 
     def __init__(self, *args, cluster=None, **kwargs):  # a user's subclass (see _open)
         super().__init__(*args, **kwargs)
-
-
-class ProcessPoolExecutor(_futures.ProcessPoolExecutor, metaclass=_Front):
-    """A ``concurrent.futures`` executor: :class:`gilfree.futures.ProcessPoolExecutor` on this
-    machine, or :class:`gilfree.cluster.ClusterExecutor` (real ``concurrent.futures.Future``s,
-    its calls run by Dask) when ``cluster`` is given or ``GILFREE_CLUSTER`` is set
-    (``cluster=False`` keeps it local)."""
-
-    _local, _cluster = _futures.ProcessPoolExecutor, "ClusterExecutor"
-
-    def __new__(cls, *args, cluster=None, **kwargs):
-        return _open(ProcessPoolExecutor, cls, cluster, args, kwargs)
-
-    def __init__(self, *args, cluster=None, **kwargs):  # a user's subclass (see _open)
-        super().__init__(*args, **kwargs)
-
-
-Executor = ProcessPoolExecutor

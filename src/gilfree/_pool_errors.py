@@ -4,7 +4,6 @@ into. Private: import these names from gilfree.pool, which re-exports them."""
 
 import pickle
 import traceback
-from concurrent.futures import CancelledError
 from multiprocessing import TimeoutError
 from multiprocessing.pool import MaybeEncodingError
 
@@ -71,6 +70,13 @@ def _rebuild_error(value):
 
 
 
+def _cancelled():
+    """A new concurrent.futures.CancelledError (imported here, on first use: concurrent.futures
+    loads logging, ~6 ms that a program's first Pool() need not pay)."""
+    from concurrent.futures import CancelledError
+    return CancelledError()
+
+
 def _status_error(status, value, worker):
     if status == S_ERROR:
         return _rebuild_error(value)
@@ -79,7 +85,7 @@ def _status_error(status, value, worker):
     if status == S_TIMEOUT:
         return TaskTimeoutError("the task exceeded its timeout; its worker was killed")
     if status == S_CANCELLED:
-        return CancelledError()
+        return _cancelled()
     if status == S_DECODE:
         e = RuntimeError("gilfree: could not decode the task's result: %r" % (value,))
         e.__cause__ = value if isinstance(value, BaseException) else None

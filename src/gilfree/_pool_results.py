@@ -38,6 +38,8 @@ def _send(sink, index, status, value, worker, elapsed):
 class ApplyResult:
     """The stdlib's AsyncResult: get(timeout), wait(timeout), ready(), successful()."""
 
+    _gf_into = None  # MapResult: its list (_core.Pool.results decodes packed chunks into it)
+
     def __init__(self, pool, callback=None, error_callback=None):
         self._pool = pool
         self._done = False
@@ -132,7 +134,7 @@ class MapResult(ApplyResult):
         super().__init__(pool, callback, error_callback)
         # n empty slots, filled in place by the chunks (calloc'd: no 8 MB of stores and page
         # faults before the first chunk goes out); nobody sees the list before it is full
-        self._value = _core.Pool.new_list(length)
+        self._value = self._gf_into = _core.Pool.new_list(length)
         self._left = length       # items not yet delivered
         self._progress = progress
         self._plan = plan
@@ -211,7 +213,9 @@ class MapResult(ApplyResult):
                         self._cancelled = True  # (the pool stopped)
             return
         if status == S_OK:
-            k = len(value) if type(value) is not bytes else None
+            tv = type(value)
+            # int: the chunk was decoded into our list already (_core.Pool.results(into=))
+            k = value if tv is int else len(value) if tv is not bytes else None
             if plan is not None:
                 if k is None:
                     k = _core.Pool.count(value)
@@ -225,7 +229,9 @@ class MapResult(ApplyResult):
                     except BaseException as e:
                         self._fail(e)
                         return
-            if type(value) is bytes:
+            if tv is int:
+                pass
+            elif tv is bytes:
                 k = _unpack_into(self._value, start, value)
             else:
                 k = len(value)

@@ -9,6 +9,7 @@ Results are collected by whichever thread waits for one (leader/follower: no thr
 fast path); a background thread collects only when nobody else does (callbacks, supervision).
 """
 
+import functools
 import io
 import math
 import os
@@ -17,7 +18,6 @@ import threading
 import time
 import traceback
 import weakref
-from concurrent.futures import CancelledError  # noqa: F401 (re-exported, as before the split)
 from multiprocessing import TimeoutError
 from multiprocessing.pool import MaybeEncodingError, ThreadPool  # noqa: F401 (re-exported)
 
@@ -28,10 +28,19 @@ from gilfree._pool_chunker import _Chunker, _FixedChunks
 from gilfree._pool_errors import (CLOSE, K_BATCH, K_CALL, K_MAP, K_STARMAP, RUN, S_CANCELLED,
                                   S_DECODE, S_ERROR, S_LOST, S_OK, S_TIMEOUT, TERMINATE,
                                   RemoteTraceback, TaskTimeoutError, WorkerLostError, _errfn,
-                                  _rebuild_error, _status_error)
+                                  _cancelled, _rebuild_error, _status_error)
 from gilfree._pool_progress import _Bar, _make_progress
 from gilfree._pool_results import (ApplyResult, AsyncResult, IMapIterator, MapResult,
                                    _BatchSink, _evlock, _ImapSink, _send, _unpack, _unpack_into)
+
+def __getattr__(name):
+    """gilfree.pool.CancelledError: concurrent.futures' (re-exported, as before the split),
+    imported on first use -- concurrent.futures loads logging, which a Pool does not need."""
+    if name == "CancelledError":
+        from concurrent.futures import CancelledError
+        return CancelledError
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
 
 def _discard_buffer(buf):
     """pickle buffer_callback: keep the buffer out of band and drop it (a picklability check)."""
@@ -43,6 +52,8 @@ __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "Wor
 
 
 BATCH_MAX = 256
+BATCH_WAIT = 0.002  # s: batched apply_async calls go out this long after the first one
+_SLICE = 0.1  # s: the longest sleep of a waiting or collecting thread between checks
 _SIMPLE = frozenset((int, float, str, bytes, bool, type(None)))
 
 # The public classes (and the worker's error reporter) keep the module path they had before
@@ -127,6 +138,7 @@ class Pool:
         self._last_collect = 0.0
         self._waiters = 0
         self._core = core
+        self._core_is_local = type(core) is _core.Pool  # (results(into=): the C pool's)
         self._forker = threading.Thread(target=core.serve, daemon=True, name=name + "-forker")
         self._forker.start()
         try:
@@ -135,6 +147,9 @@ class Pool:
             core.stop()
             raise
         self._bg_stop = False
+        self._bg_collecting = False  # the results thread collects, ready to hand over
+        self._bg_handoff = False     # a leaving collector asks it to collect for the waiters
+        self._batch_t0 = 0.0
         self._bg_wake = threading.Event()
         self._bg = threading.Thread(target=self._bg_loop, daemon=True, name=name + "-results")
         self._bg.start()
@@ -191,7 +206,9 @@ class Pool:
     def _collect_once(self, timeout):
         """Take and deliver a batch of results (caller holds _collect). Returns the number
         delivered, or None once the pool is closed and drained."""
-        res = self._core.results(256, timeout)
+        into = self._pending if self._core_is_local else None
+        res = self._core.results(256, timeout, into) if into is not None else \
+            self._core.results(256, timeout)
         if res is None:
             self._drained = True
             return None
@@ -216,6 +233,10 @@ class Pool:
         return len(res)
 
     def _wait_until(self, event, timeout):
+        """Wait until event.is_set() (or `timeout` s), collecting results meanwhile if no other
+        thread does (leader/follower: no thread hop when one thread waits). Sleeps in slices of
+        _SLICE s at most: a signal (Ctrl-C) interrupts a wait at once, the slices only bound
+        how long a missed wake-up could cost."""
         if self._batch:
             self._flush()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -227,61 +248,101 @@ class Pool:
                 rem = None if deadline is None else deadline - time.monotonic()
                 if rem is not None and rem <= 0:
                     return False
-                if self._collect.acquire(False):
-                    try:
-                        while not event.is_set():
-                            rem = None if deadline is None else deadline - time.monotonic()
-                            if rem is not None and rem <= 0:
-                                return False
-                            if self._drained:
-                                break
-                            if self._collect_once(0.05 if rem is None else min(rem, 0.05)) \
-                                    is None:
-                                break
-                    finally:
-                        self._collect.release()
-                    if not event.is_set() and self._drained:
-                        evwait(0.01 if rem is None else min(rem, 0.01))
-                else:
-                    evwait(0.001 if rem is None else min(rem, 0.001))
+                piece = _SLICE if rem is None else min(rem, _SLICE)
+                got = self._collect.acquire(False)
+                if not got and self._bg_collecting:
+                    # the results thread collects (nobody waited): it hands over at once
+                    self._kick_collector()
+                    got = self._collect.acquire(True, piece)
+                if not got:
+                    evwait(piece)  # another waiter collects (and delivers our result)
+                    continue
+                try:
+                    while not event.is_set():
+                        rem = None if deadline is None else deadline - time.monotonic()
+                        if rem is not None and rem <= 0:
+                            return False
+                        if self._drained:
+                            break
+                        if self._collect_once(_SLICE if rem is None else min(rem, _SLICE)) \
+                                is None:
+                            break
+                finally:
+                    self._collect.release()
+                    if self._waiters > 1:  # others wait: the results thread collects for them
+                        self._bg_handoff = True
+                        self._bg_wake.set()
+                if not event.is_set() and self._drained:
+                    evwait(0.01 if rem is None else min(rem, 0.01))
             return True
         finally:
             with _evlock:
                 self._waiters -= 1
 
     def _bg_loop(self):
-        """Collect results when nobody else does (callbacks, supervision)."""
+        """Collect results when nobody else does (callbacks, supervision, map_async without
+        get) and send batched calls a moment after the first one is queued. Sleeps until
+        woken (_bg_wake) or for _SLICE s; no polling at a short period: on a small machine
+        every wake-up of the parent takes a CPU from a worker."""
         while not self._bg_stop:
-            self._bg_wake.wait(0.005 if (self._pending or self._batch or self._held) else 0.05)
+            self._bg_wake.wait(0.005 if self._held else _SLICE)
             self._bg_wake.clear()
             if self._bg_stop:
                 break
             try:
                 if self._batch:
+                    # let the batch fill for BATCH_WAIT s after its first call was queued
+                    age = time.monotonic() - self._batch_t0
+                    if age < BATCH_WAIT:
+                        time.sleep(BATCH_WAIT - age)
                     self._flush()
                 if self._held:
                     self._send_held(False)
             except Exception:
                 traceback.print_exc()
-            if self._waiters or self._drained:
-                continue
-            if not self._pending and time.monotonic() - self._last_collect < 0.1:
-                continue
-            if time.monotonic() - self._last_collect < 0.005 and self._pending:
-                continue
-            if not self._collect.acquire(False):
-                continue
-            try:
-                while not self._bg_stop and not self._waiters and not self._drained:
-                    n = self._collect_once(0.005)
-                    if n is None or (n == 0 and not self._pending):
-                        break
-            except Exception:
-                if not self._bg_stop:
-                    traceback.print_exc()
-                break
-            finally:
-                self._collect.release()
+            self._bg_collect()
+
+    def _kick_collector(self):
+        """Make the thread waiting in core.results() return now (core.wake(); a core
+        without it ends its waits within _SLICE anyway)."""
+        wake = getattr(self._core, "wake", None)
+        if wake is not None:
+            wake()
+
+    def _wake_bg(self):
+        """Make the results thread look at the batch, held tasks and results now."""
+        self._bg_wake.set()
+        if self._bg_collecting:
+            self._kick_collector()
+
+    def _bg_collect(self):
+        """The results thread's collecting: while results are outstanding and no thread waits
+        (or a leaving collector handed over, _bg_handoff); a thread that starts waiting makes
+        it let go at once (_core.Pool.wake)."""
+        handoff, self._bg_handoff = self._bg_handoff, False
+        if self._drained or not self._pending or (self._waiters and not handoff):
+            return
+        self._bg_collecting = not handoff
+        if not self._collect.acquire(False):
+            self._bg_collecting = False
+            return
+        try:
+            while not self._bg_stop and not self._drained and (handoff or not self._waiters):
+                piece = _SLICE
+                if self._batch:  # calls queued meanwhile: send them when due
+                    piece = self._batch_t0 + BATCH_WAIT - time.monotonic()
+                    if piece <= 0:
+                        self._flush()
+                        piece = _SLICE
+                n = self._collect_once(min(piece, _SLICE))
+                if n is None or (n == 0 and not self._pending and not self._batch):
+                    break
+        except Exception:
+            if not self._bg_stop:
+                traceback.print_exc()
+        finally:
+            self._bg_collecting = False
+            self._collect.release()
 
     def _cancel_ids(self, ids):
         for tid in ids:
@@ -324,7 +385,7 @@ class Pool:
             try:
                 tid = self._submit(kind, fnb, obj, res, 0, timeout, retries, block=block)
             except BaseException as e:
-                res._set(False, e)
+                res._set(False, self._stopped_error(e))
                 return True
             if tid is None:
                 return False
@@ -333,6 +394,13 @@ class Pool:
 
         with self._held_lock:
             self._hold(send, lambda e: res._set(False, e))
+
+    def _stopped_error(self, exc):
+        """What a call that could not be sent fails with: CancelledError when terminate()
+        stopped the pool meanwhile (it raced with the send), else `exc`."""
+        if isinstance(exc, ValueError) and self._state == TERMINATE:
+            return _cancelled()
+        return exc
 
     def _auto_chunksize(self, n):
         if n <= 8 * self._processes:
@@ -378,6 +446,10 @@ class Pool:
             n = len(b)
         if n >= BATCH_MAX:
             self._flush()
+        elif n == 1:
+            self._batch_t0 = time.monotonic()
+            if callback is not None or error_callback is not None or self._bg_collecting:
+                self._wake_bg()  # it sends the batch within BATCH_WAIT unless it fills first
         return res
 
     def _flush(self, block=False):
@@ -387,17 +459,25 @@ class Pool:
             items, self._batch = self._batch, []
         if not items:
             return
+        # one pool task per worker at most: two long calls queued together must not run one
+        # after the other in one worker while the other one idles
+        n = min(len(items), self._processes)
+        step = -(-len(items) // n)
+        parts = [items[i:i + step] for i in range(0, len(items), step)]
         if block:
             self._send_held(True)
-            self._send_batch(items, True)
+            for part in parts:
+                self._send_batch(part, True)
             return
 
-        def fail(exc):
-            for it in items:
+        def fail(part, exc):
+            for it in part:
                 it[0]._set(False, exc)
 
         with self._held_lock:
-            self._hold(lambda b: self._send_batch(items, b), fail)
+            for part in parts:
+                self._hold(functools.partial(self._send_batch, part),
+                           functools.partial(fail, part))
 
     def _send_batch(self, items, block):
         """Send calls [(res, fnb, args, kwds)] as one pool task; False if no mailbox was free
@@ -406,8 +486,9 @@ class Pool:
         try:
             tid = self._submit(K_BATCH, b"", obj, _BatchSink(self, items), 0, block=block)
         except (ValueError, MemoryError, OSError):
+            err = self._stopped_error(ValueError("Pool not running"))
             for it in items:
-                it[0]._set(False, ValueError("Pool not running"))
+                it[0]._set(False, err)
             return True
         except Exception as exc:
             good = []
@@ -593,17 +674,18 @@ class Pool:
         self._state = TERMINATE
         _live_pools.discard(self)
         # what was never sent fails now: held tasks, queued calls, the maps' unsent chunks
-        self._fail_held(CancelledError())
+        if self._held:
+            self._fail_held(_cancelled())
         with _evlock:
             batch, self._batch = self._batch, []
             maps = list(self._adaptive | self._starved)
             self._adaptive.clear()
             self._starved.clear()
         for it in batch:
-            it[0]._set(False, CancelledError())
+            it[0]._set(False, _cancelled())
         for r in maps:
             r._cancelled = True
-            r._fail(CancelledError())
+            r._fail(_cancelled())
         self._core.terminate()
         # deliver the cancellations
         with self._collect:
@@ -632,6 +714,8 @@ class Pool:
             with _evlock:
                 self._waiters += 1
             try:
+                if self._bg_collecting:
+                    self._kick_collector()  # the results thread lets go of collecting at once
                 with self._collect:
                     while not self._drained:
                         if self._collect_once(0.1) is None:

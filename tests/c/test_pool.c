@@ -768,6 +768,36 @@ TEST(chaos_kills) {
     teardown(p);
 }
 
+/* gf_pool_wake: a consumer asleep in gf_pool_next_results (no deadline, a task still running)
+ * returns GF_ETIMEDOUT; a wake-up with nobody asleep is kept for the next call. */
+static void *sleeper(void *arg) {
+    gf_pool_result res[4];
+    return (void *)(intptr_t)gf_pool_next_results(arg, res, 4, GF_FOREVER);
+}
+
+TEST(wake_returns_the_consumer) {
+    gf_pool *p = mkpool(1, 0, 0);
+    static coll c;
+    atomic_store(&S->flag, 0);
+    uint64_t run = submit_req(p, OP_WAITFLAG, 0, 1, 0, 0);
+    while (atomic_load(&S->sleeper_pid) == 0) usleep(100);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, sleeper, p), 0);
+    usleep(20000); /* (asleep or not yet: either way the wake-up reaches it) */
+    ASSERT_EQ(gf_pool_wake(p), 0);
+    void *rc;
+    ASSERT_EQ(pthread_join(th, &rc), 0); /* without the wake-up: hangs until the alarm */
+    ASSERT_EQ((intptr_t)rc, GF_ETIMEDOUT);
+    ASSERT_EQ(gf_pool_wake(p), 0); /* nobody asleep: the next call returns at once */
+    gf_pool_result res[4];
+    ASSERT_EQ(gf_pool_next_results(p, res, 4, GF_FOREVER), GF_ETIMEDOUT);
+    ASSERT_EQ(gf_pool_wake(NULL), GF_EINVAL);
+    atomic_store(&S->flag, 1);
+    collect(p, &c, 1);
+    ASSERT_EQ(c.status[run], GF_TASK_OK);
+    teardown(p);
+}
+
 /* The Python extension's shape: one thread submits, another takes results. */
 static void *consumer(void *arg) {
     gf_pool *p = arg;

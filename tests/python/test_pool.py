@@ -100,6 +100,36 @@ def test_basic_api(pool):
     assert pool.map(sq, []) == []
 
 
+@pytest.mark.timeout(60)
+def test_pool_does_not_load_concurrent_futures():
+    # ~6 ms of a program's first Pool() (logging): only the executor needs them
+    code = ("import sys, gilfree\n"
+            "with gilfree.Pool(1) as p:\n"
+            "    assert p.map(abs, [-1]) == [1]\n"
+            "print(sorted(m for m in ('concurrent.futures', 'logging') if m in sys.modules))\n"
+            "from gilfree.pool import CancelledError\n"
+            "import concurrent.futures\n"
+            "assert CancelledError is concurrent.futures.CancelledError\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def _meet(events, me):
+    events[me].set()
+    return events[1 - me].wait(10)  # the other call runs at the same time
+
+
+@pytest.mark.timeout(60)
+def test_batched_calls_spread_over_the_workers(pool):
+    # two apply_async calls queued together (one batch) run in two workers at once, not one
+    # after the other in one worker while the other idles
+    events = [gilfree.Event(), gilfree.Event()]
+    rs = [pool.apply_async(_meet, (events, i)) for i in range(2)]
+    assert [r.get(30) for r in rs] == [True, True]
+
+
 @pytest.mark.timeout(30)
 def test_async_result(pool):
     r = pool.apply_async(sleep_then, (7, 0.3))

@@ -223,6 +223,45 @@ def test_unpack_codec_and_malformed_input():
         _core.Pool.unpack_into([None], 0, _pk(1, 2, struct.pack("<qq", 1, 2)))
 
 
+# ints around every digit-count and small-int-cache boundary (the fast int paths, fastint.h)
+EDGES = sorted({s * v for v in (0, 1, 5, 6, 255, 256, 257, 2 ** 30 - 1, 2 ** 30, 2 ** 30 + 1,
+                                 2 ** 60 - 1, 2 ** 60, 2 ** 60 + 1, 2 ** 63 - 1)
+                for s in (1, -1)} | {-(2 ** 63)})
+
+
+def test_unpack_int_edges_exact():
+    n = 5000
+    vals = (EDGES * (n // len(EDGES) + 1))[:n]
+    out = _core.Pool.unpack(_pk(1, n, struct.pack("<%dq" % n, *vals)))
+    assert out == vals and all(type(x) is int for x in out)
+    assert [str(x) for x in out[:len(EDGES)]] == [str(x) for x in EDGES]
+    assert [hash(x) for x in out[:len(EDGES)]] == [hash(x) for x in EDGES]
+
+
+def plus(x):
+    return x + 3
+
+
+_SEEN = []
+
+
+def keep_arg(x):
+    _SEEN.append(x)  # the worker keeps every item: none may change afterwards
+    return tuple(_SEEN)
+
+
+@pytest.mark.timeout(60)
+def test_map_int_edges_and_ranges(pool):
+    assert pool.map(ident, EDGES * 50) == EDGES * 50
+    lo = 2 ** 30 - 300
+    for r in (range(lo, lo + 600), range(-lo, -lo - 600, -1), range(2 ** 60 - 9, 2 ** 60 + 9),
+              range(-5, 300), range(10 ** 5), range(0, 3 * 10 ** 5, 7)):
+        assert pool.map(plus, r) == [x + 3 for x in r], r
+        assert pool.map(ident, r) == list(r), r
+    r = range(2 ** 30 - 50, 2 ** 30 + 50)  # (one chunk: one worker sees them all, in order)
+    assert pool.map(keep_arg, r, chunksize=100) == [tuple(r[:i + 1]) for i in range(100)]
+
+
 @pytest.mark.timeout(60)
 def test_adaptive_map_async_then_close_join_runs_everything():
     p = gilfree.Pool(2)

@@ -12,9 +12,9 @@ tasks are Dask tasks; ``gilfree.ProcessPoolExecutor(cluster=...)`` a :class:`Clu
 See docs/cluster.md: set-up, security (``security=distributed.Security(...)``), and what
 happens when a worker is lost, a task times out or versions differ.
 
-The front classes ``gilfree.Pool`` / ``gilfree.ProcessPoolExecutor`` (gilfree._front) choose
-between the local classes and these; this package builds on the local pool, never the other
-way round. Importing it loads neither Dask nor the pool: that happens on first use.
+The front classes ``gilfree.Pool`` / ``gilfree.ProcessPoolExecutor`` (gilfree._front,
+gilfree._front_executor) choose between the local classes and these; this package builds on the
+local pool, never the other way round. Importing it loads neither Dask nor the pool: that happens on first use.
 """
 
 import os

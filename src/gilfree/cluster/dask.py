@@ -189,6 +189,7 @@ class DaskCore:
         self._tasks = {}     # tid -> _Task, until its result is produced
         self._keys = {}      # Dask key of its current attempt -> tid
         self._out = collections.deque()
+        self._kicked = False  # wake(): the waiting results() returns [] at once
         self._ids = itertools.count(1)
         self._closed = False
         self._stopped = False
@@ -263,11 +264,19 @@ class DaskCore:
                 if self._closed and not self._tasks:
                     return None
                 rem = None if deadline is None else deadline - time.monotonic()
-                if rem is not None and rem <= 0:
+                if (rem is not None and rem <= 0) or self._kicked:
+                    self._kicked = False
                     return []
                 self._cond.wait(rem)
             n = min(max, len(self._out))
             return [self._out.popleft() for _ in range(n)]
+
+    def wake(self):
+        """Make a results() call waiting now (or the next one) return [] at once, as
+        _core.Pool.wake: the pool's results thread hands collecting to a waiting thread."""
+        with self._cond:
+            self._kicked = True
+            self._cond.notify_all()
 
     def cancel(self, tid):
         """Cancel a task: 1 (it yields CANCELLED; a running call is interrupted), None if it
