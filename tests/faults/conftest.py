@@ -29,7 +29,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("needs_reclaim"):
-            item.add_marker(pytest.mark.xfail(strict=True, reason=RECLAIM))
+            item.add_marker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=RECLAIM))
 
 
 @pytest.fixture
