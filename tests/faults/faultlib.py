@@ -179,3 +179,56 @@ def run_script(src, *args, timeout=60, env=None):
         e.update(env)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(src)] + list(args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+
+def fill_dict(d, start, n):
+    """Insert keys start..start+n-1 in order (a dict writer that may be killed)."""
+    for i in range(start, start + n):
+        d[i] = ("v%d" % i) * (1 + i % 5)
+
+
+def check_dict_prefix(d):
+    """The dict holds exactly keys 0..m-1 with fill_dict's values (its writer inserts in
+    order, so a kill loses at most the insert it was doing) and its structure checks.
+    Returns m."""
+    m = d._check()
+    assert m == len(d)
+    keys = sorted(d.keys())
+    assert keys == list(range(len(keys))), keys[:5]
+    for k in keys:
+        assert d[k] == ("v%d" % k) * (1 + k % 5)
+    return len(keys)
+
+
+def produce(q, size):
+    """Put (seq, body) messages forever (a producer that will be killed)."""
+    seq = 0
+    while True:
+        q.put((seq, bytes([seq % 251]) * size))
+        seq += 1
+
+
+def drain(q, timeout=0.5):
+    """Every message until the queue stays empty for `timeout` seconds."""
+    import queue
+
+    got = []
+    while True:
+        try:
+            got.append(q.get(timeout=timeout))
+        except queue.Empty:
+            return got
+
+
+def check_produced(got, size):
+    """produce()'s messages, in order from 0, none lost inside, each intact."""
+    assert [s for s, _ in got] == list(range(len(got)))
+    for s, body in got:
+        assert body == bytes([s % 251]) * size
+
+
+def hold_lock(lock, held):
+    """Take lock, set the event `held`, sleep (a lock holder that will be killed)."""
+    lock.acquire()
+    held.set()
+    time.sleep(60)

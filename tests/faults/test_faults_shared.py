@@ -6,7 +6,6 @@ the references and blocks of the killed process to be reclaimed are marked needs
 
 import json
 import os
-import queue
 import random
 import signal
 import time
@@ -58,17 +57,11 @@ def test_parent_sigkill_workers_exit_and_the_arena_is_gone():
     assert faultlib.memfd_holders(inode) == set()  # no fd, no mapping: the kernel freed it
 
 
-def _hold(lock, held):
-    lock.acquire()
-    held.set()
-    time.sleep(60)
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("kind", ["Lock", "RLock"])
 def test_lock_holder_sigkill_gives_owner_dead_once(kind):
     lock, held = getattr(gilfree, kind)(), gilfree.Event()
-    p = gilfree.Process(target=_hold, args=(lock, held))
+    p = gilfree.Process(target=faultlib.hold_lock, args=(lock, held))
     p.start()
     assert held.wait(20)
     p.kill()
@@ -83,21 +76,8 @@ def test_lock_holder_sigkill_gives_owner_dead_once(kind):
     lock.release()
 
 
-def _fill(d, start, n):
-    for i in range(start, start + n):
-        d[i] = ("v%d" % i) * (1 + i % 5)
 
 
-def _check_prefix(d):
-    """The dict holds exactly keys 0..m-1 with their values (the writer inserts in order, so
-    a kill loses at most the insert it was doing). Returns m."""
-    m = d._check()
-    assert m == len(d)
-    keys = sorted(d.keys())
-    assert keys == list(range(len(keys))), keys[:5]
-    for k in keys:
-        assert d[k] == ("v%d" % k) * (1 + k % 5)
-    return len(keys)
 
 
 @pytest.mark.timeout(90)
@@ -106,15 +86,15 @@ def test_dict_writer_sigkill_mid_resize(fork):
     d = gilfree.SharedDict()
     m = 0
     for round_ in range(6):
-        pid = fork(_fill, d, m, 200000)
+        pid = fork(faultlib.fill_dict, d, m, 200000)
         # the first rounds kill while the stripes' tables double (few keys), later ones
         # with tens of thousands of keys in
         time.sleep(rng.uniform(0.001, 0.02) if round_ < 3 else rng.uniform(0.05, 0.3))
         assert fork.kill(pid) == -signal.SIGKILL
-        m = _check_prefix(d)
+        m = faultlib.check_dict_prefix(d)
     assert m > 0
-    _fill(d, m, 5000)  # the dict goes on: inserts, growth, deletes
-    assert _check_prefix(d) == m + 5000
+    faultlib.fill_dict(d, m, 5000)  # the dict goes on: inserts, growth, deletes
+    assert faultlib.check_dict_prefix(d) == m + 5000
     for k in range(0, m + 5000, 2):
         del d[k]
     assert len(d) == d._check() == (m + 5000) // 2
@@ -138,28 +118,16 @@ def faultlib_live_blocks():
 def test_dict_writer_sigkill_leaks_nothing(fork):
     def run():
         d = gilfree.SharedDict()
-        pid = fork(_fill, d, 0, 200000)
+        pid = fork(faultlib.fill_dict, d, 0, 200000)
         time.sleep(0.05)
         fork.kill(pid)
-        _check_prefix(d)
+        faultlib.check_dict_prefix(d)
         del d
     assert _leaked_after(run) == 0
 
 
-def _produce(q, size):
-    seq = 0
-    while True:
-        q.put((seq, bytes([seq % 251]) * size))
-        seq += 1
 
 
-def _drain(q):
-    got = []
-    while True:
-        try:
-            got.append(q.get(timeout=0.5))
-        except queue.Empty:
-            return got
 
 
 @pytest.mark.timeout(90)
@@ -168,14 +136,12 @@ def test_queue_producer_sigkill_mid_message(fork, size):
     rng = random.Random(size)
     q = gilfree.Queue()
     for _ in range(5):
-        pid = fork(_produce, q, size)
+        pid = fork(faultlib.produce, q, size)
         time.sleep(rng.uniform(0.01, 0.1))
         assert fork.kill(pid) == -signal.SIGKILL
-        got = _drain(q)
+        got = faultlib.drain(q)
         assert got, "the producer put nothing"
-        assert [s for s, _ in got] == list(range(len(got)))  # in order, none lost inside
-        for s, body in got:
-            assert body == bytes([s % 251]) * size
+        faultlib.check_produced(got, size)
     q.put("after")
     assert q.get(timeout=5) == "after"
 
@@ -185,10 +151,10 @@ def test_queue_producer_sigkill_mid_message(fork, size):
 def test_queue_producer_sigkill_leaks_nothing(fork):
     def run():
         q = gilfree.Queue()
-        pid = fork(_produce, q, 300 << 10)
+        pid = fork(faultlib.produce, q, 300 << 10)
         time.sleep(0.05)
         fork.kill(pid)
-        _drain(q)
+        faultlib.drain(q)
         del q
     assert _leaked_after(run) == 0
 
