@@ -50,6 +50,7 @@ class Soak:
         self.rng, self.tmp = rng, tmp
         self.c = collections.Counter()
         self.unexpected = collections.Counter()
+        self.growth = collections.Counter()  # arena backing growth by round kind
         self.pool = self.ex = None
         self.rounds_left = 0
         self.backing0 = self.backing_peak = faultlib.arena_backing()
@@ -102,7 +103,6 @@ class Soak:
                 ok = fault is None and v == key
                 self.c["tasks ok" if ok else "tasks wrong"] += 1
                 if fault is not None:
-                    self.c["lost"] += 0
                     self.unexpected["%s returned" % fault] += 1
             except (gilfree.TimeoutError, cf.TimeoutError) as e:
                 if isinstance(e, TaskTimeoutError) and fault in ("hang", "stop"):
@@ -152,10 +152,10 @@ class Soak:
         fork = common.Forker()
         try:
             d = gilfree.SharedDict()
-            for _ in range(3):
+            for _ in range(2):  # (each killed writer leaks the dict until reclaim lands)
                 m = len(d)
                 self._kill_child(fork, faultlib.fill_dict, d, m, 10 ** 6,
-                                 delay=self.rng.uniform(0.001, 0.2))
+                                 delay=self.rng.uniform(0.001, 0.04))
                 self.c["fault dict writer kill"] += 1
                 try:
                     faultlib.check_dict_prefix(d)
@@ -218,13 +218,16 @@ class Soak:
             if self.pool is not None:
                 kids0 |= set(self.pool.worker_pids())
             fn = self.rng.choice(rounds)
+            b0 = faultlib.arena_backing()
             try:
                 fn()
             except Exception as e:
                 self.unexpected["%s: %s: %s" % (fn.__name__, type(e).__name__, e)] += 1
             self.c["rounds"] += 1
             self._leaks(shm0, kids0)
-            self.backing_peak = max(self.backing_peak, faultlib.arena_backing())
+            b1 = faultlib.arena_backing()
+            self.growth[fn.__name__] += b1 - b0
+            self.backing_peak = max(self.backing_peak, b1)
         self.close_pools()
         self._leaks(set(common._shm_entries()), set())
 
@@ -286,7 +289,10 @@ def table(s, minutes, seed, wall):
              ("arena backing at start (MiB)", "%.1f" % (s.backing0 / 2 ** 20)),
              ("arena backing peak (MiB)", "%.1f" % (s.backing_peak / 2 ** 20)),
              ("arena backing at end (MiB)", "%.1f" % (faultlib.arena_backing() / 2 ** 20)),
-             ("arena live blocks growth", common.live_blocks() - s.blocks0),
+             ("arena live blocks growth", common.live_blocks() - s.blocks0)]
+    rows += [("arena backing growth in %s rounds (MiB)" % k[len("round_"):],
+              "%.1f" % (v / 2 ** 20)) for k, v in sorted(s.growth.items())]
+    rows += [
              ("unexpected outcomes", sum(s.unexpected.values()))]
     out = ["# Soak run of the fault suite (tests/faults/soak.py)", "",
            "%.1f minutes asked, %.1f run, seed %d, %d CPUs; measured under load (other "
