@@ -1,8 +1,10 @@
 # Shared by scripts/pytest_asan.sh and scripts/pytest_tsan.sh: build gilfree._core with a
 # sanitizer, copy the package with that .so, and run pytest on it. Sourced, not run.
 #
-#   san_build NAME SANITIZE      meson -Db_sanitize=SANITIZE in build/pytest-NAME; sets
-#                                bdir, pkg (the package copy), base_py, site, logs
+#   san_build NAME SANITIZE [MESON ARGS...]
+#                                meson -Db_sanitize=SANITIZE in build/pytest-NAME (CC from
+#                                the environment); sets bdir, pkg (the package copy),
+#                                base_py, site, logs
 #   san_pytest PRELOAD FLAG REGEX [pytest args...]
 #                                pytest (from tests/) with PRELOAD in LD_PRELOAD and FLAG=1 in
 #                                the environment; a log in $logs matching REGEX fails the run
@@ -22,10 +24,11 @@ command -v "$MESON" >/dev/null 2>&1 || MESON=meson
 
 san_build() {
   local name="$1" sanitize="$2"
+  shift 2
   bdir="$ROOT/build/pytest-$name"
   if [ ! -f "$bdir/build.ninja" ]; then
     PATH="$VENV/bin:$PATH" "$MESON" setup "$bdir" -Dtests=false -Dbuildtype=debug \
-        -Db_sanitize="$sanitize" -Db_lundef=false -Dpython.install_env=auto >/dev/null
+        -Db_sanitize="$sanitize" -Db_lundef=false -Dpython.install_env=auto "$@" >/dev/null
   fi
   PATH="$VENV/bin:$PATH" ninja -C "$bdir" >/dev/null
   pkg="$bdir/pkg"
