@@ -185,3 +185,35 @@ def test_pool_without_faults_leaks_nothing():
                               timeout=30) == "k"
     run()
     assert _leaked_after(run) == 0
+
+
+@pytest.mark.needs_reclaim
+@pytest.mark.timeout(60)
+def test_lock_holder_sigkill_leaks_nothing():
+    """The killed holder's references to the lock and the event are never dropped today."""
+    def run():
+        lock, held = gilfree.Lock(), gilfree.Event()
+        p = gilfree.Process(target=faultlib.hold_lock, args=(lock, held))
+        p.start()
+        assert held.wait(20)
+        p.kill()
+        p.join(20)
+        with pytest.raises(gilfree.OwnerDeadError):
+            lock.acquire(timeout=10)
+        del lock, held, p
+    assert _leaked_after(run) == 0
+
+
+@pytest.mark.timeout(60)
+def test_lock_holder_that_exits_leaks_nothing():
+    """The control: the same process ending normally drops its references."""
+    def run():
+        lock, held = gilfree.Lock(), gilfree.Event()
+        p = gilfree.Process(target=held.set)
+        p.start()
+        p.join(20)
+        assert p.exitcode == 0 and held.is_set() and lock.acquire(timeout=5)
+        lock.release()
+        del lock, held, p
+    run()
+    assert _leaked_after(run) == 0
