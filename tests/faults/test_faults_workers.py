@@ -197,7 +197,9 @@ def test_interrupted_map_cancels_its_running_chunks(tmp_path):
     with gilfree.Pool(2) as pool:
         res = pool.starmap_async(task, [(led.path, str(i), None, 0.3) for i in range(40)],
                                  chunksize=1)
-        time.sleep(0.4)
+        deadline = time.monotonic() + 20
+        while not led.counts() and time.monotonic() < deadline:  # some chunks have started
+            time.sleep(0.01)
         res._cancel()
         time.sleep(0.5)
         ran = led.counts()
