@@ -174,7 +174,10 @@ def memfd_holders(inode):
 def run_script(src, *args, timeout=60, env=None):
     """Start `src` (dedented) in a fresh interpreter with tests/faults on sys.path; returns
     the Popen (stdout piped, text)."""
-    e = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    path = [os.path.dirname(os.path.abspath(__file__))]
+    if os.environ.get("PYTHONPATH"):  # e.g. the sanitizer runs' package copy
+        path.append(os.environ["PYTHONPATH"])
+    e = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     if env:
         e.update(env)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(src)] + list(args),
