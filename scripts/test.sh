@@ -24,8 +24,8 @@ echo "== Fuzzing (libFuzzer, ${GILFREE_FUZZ_SECONDS:-30} s per target)"
 bash scripts/ctests.sh libfuzzer
 echo "== Fuzzing from Python (atheris on the decode paths, ${GILFREE_FUZZ_PY_SECONDS:-20} s per target)"
 GILFREE_VENV="$VENV" bash scripts/fuzz_py.sh
-echo "== Python suite against the extension built with ASan + UBSan"
-GILFREE_VENV="$VENV" bash scripts/pytest_asan.sh
+echo "== Python suite and fault suite against the extension built with ASan + UBSan"
+GILFREE_VENV="$VENV" bash scripts/pytest_asan.sh faults  # tests/python and the fault suite
 echo "== Python pool tests that use threads, against the extension built with TSan"
 GILFREE_VENV="$VENV" bash scripts/pytest_tsan.sh
 

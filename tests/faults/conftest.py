@@ -14,7 +14,13 @@ common = importlib.util.module_from_spec(_spec)
 sys.modules["gilfree_tests_common"] = common
 _spec.loader.exec_module(common)
 
-no_leaks = common.no_leaks  # autouse: no child process, no /dev/shm entry left
+# Everything tests/python/conftest.py defines is defined here too: its fixtures (no_leaks,
+# autouse: no child process, no /dev/shm entry left; fork) and helpers (live_blocks, Forker).
+# Both directories' conftest modules are named "conftest" and a session that collects both
+# keeps the last one imported as sys.modules["conftest"], which tests/python's
+# `from conftest import live_blocks` then finds: a superset works either way.
+globals().update({k: v for k, v in vars(common).items() if not k.startswith("__")})
+no_leaks = common.no_leaks
 fork = common.fork
 
 RECLAIM = "needs arena reclaim (issue 12 item 1)"
