@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: C core tests under ASan+UBSan (with the standalone fuzz drivers and the
 # C examples), the lock/ring tests under TSan, valgrind on the arena and ring tests, libFuzzer on
-# the frame and ring parsers, then pytest on the installed package (which runs the seed
+# the frame and ring parsers, atheris on the decode paths from Python, the pool's threaded tests
+# under TSan, then pytest on the installed package (which runs the seed
 # examples, the documentation's code blocks, the cluster suite on a real Dask cluster and
-# the Celery example on a real redis-server, all started and stopped by the tests), with the
+# the Celery example on a real redis-server, all started and stopped by the tests) and the fault
+# suite (tests/faults: killed workers, Ctrl-C, killed lock holders / writers, bad input), with the
 # documentation site built in between, and the conformance gate (CPython's own multiprocessing
 # suite run against gilfree, tests/conformance/).
 export GILFREE_NEED_VALGRIND=1 GILFREE_NEED_CLANG=1 GILFREE_NEED_REDIS=1
@@ -20,8 +22,12 @@ echo "== C core: valgrind"
 bash scripts/ctests.sh valgrind
 echo "== Fuzzing (libFuzzer, ${GILFREE_FUZZ_SECONDS:-30} s per target)"
 bash scripts/ctests.sh libfuzzer
-echo "== Python suite against the extension built with ASan + UBSan"
-GILFREE_VENV="$VENV" bash scripts/pytest_asan.sh
+echo "== Fuzzing from Python (atheris on the decode paths, ${GILFREE_FUZZ_PY_SECONDS:-20} s per target)"
+GILFREE_VENV="$VENV" bash scripts/fuzz_py.sh
+echo "== Python suite and fault suite against the extension built with ASan + UBSan"
+GILFREE_VENV="$VENV" bash scripts/pytest_asan.sh faults  # tests/python and the fault suite
+echo "== Python pool tests that use threads, against the extension built with TSan"
+GILFREE_VENV="$VENV" bash scripts/pytest_tsan.sh
 
 echo "== Python package"
 "$VPY" -m pip install -q --no-build-isolation "$ROOT"
@@ -44,7 +50,7 @@ fi
 "$VPY" "$ROOT/tests/conformance/run_mp_suite.py" --check --start fork
 "$VPY" "$ROOT/tests/conformance/run_mp_suite.py" --check --start spawn --only processes
 
-echo "== Python suite"
+echo "== Python suite and the fault suite (tests/faults)"
 # Run from tests/ so that the source tree is not shadowing the installed package.
 cd "$ROOT/tests"
-exec "$VPY" -m pytest -p no:cacheprovider -q python "$@"
+exec "$VPY" -m pytest -p no:cacheprovider -q python faults "$@"

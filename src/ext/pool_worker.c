@@ -404,6 +404,28 @@ static PyObject *run_task(gf_state *st, pool_obj *self, PyObject *cache, const g
     return res;
 }
 
+/* Publish the task's encoded result or error `e` (whose bytes `*res` keeps alive). One that
+ * does not fit in the arena (GF_ENOSPC, GF_EMSGSIZE) is replaced by a MemoryError for the
+ * caller (a small message), so that the task fails and the worker lives on -- it used to
+ * exit, and the caller saw WorkerLostError. Result: gf_worker_result's. */
+static int put_result(gf_state *st, pool_obj *self, gf_worker *w, gf_task *t, int status,
+                      gf_enc *e, PyObject **res) {
+    int rc;
+    GF_BLOCKING(rc, gf_worker_result(w, t, status, e->iov, e->iovcnt));
+    gf_enc_done(st, e, rc == 0);
+    if (rc != GF_ENOSPC && rc != GF_EMSGSIZE) return rc;
+    Py_CLEAR(*res);
+    PyErr_Format(PyExc_MemoryError, "the task's %s does not fit in the shared-memory arena: %s",
+                 status == GF_TASK_OK ? "result" : "error", gf_strerror(rc));
+    if (worker_error(st, self, "result", e, res) < 0) {
+        GF_BLOCKING(rc, gf_worker_result(w, t, GF_TASK_ERROR, NULL, 0));
+        return rc;
+    }
+    GF_BLOCKING(rc, gf_worker_result(w, t, GF_TASK_ERROR, e->iov, e->iovcnt));
+    gf_enc_done(st, e, rc == 0);
+    return rc;
+}
+
 /* The worker's main loop (in the child). Result: the exit code. */
 static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
     PyObject *cache = PyDict_New();
@@ -457,8 +479,7 @@ static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
             e.iovcnt = 0;
             GF_BLOCKING(rc, gf_worker_result(w, &t, GF_TASK_ERROR, NULL, 0));
         } else {
-            GF_BLOCKING(rc, gf_worker_result(w, &t, status, e.iov, e.iovcnt));
-            gf_enc_done(st, &e, rc == 0);
+            rc = put_result(st, self, w, &t, status, &e, &res);
         }
         Py_XDECREF(res);
         if (rc == GF_EPIPE) break;

@@ -485,7 +485,11 @@ class Pool:
         obj = [(fnb, args, kwds) for _, fnb, args, kwds in items]
         try:
             tid = self._submit(K_BATCH, b"", obj, _BatchSink(self, items), 0, block=block)
-        except (ValueError, MemoryError, OSError):
+        except MemoryError as exc:  # the calls do not fit in the arena: say so, not "closed"
+            for it in items:
+                it[0]._set(False, exc)
+            return True
+        except (ValueError, OSError):
             err = self._stopped_error(ValueError("Pool not running"))
             for it in items:
                 it[0]._set(False, err)
