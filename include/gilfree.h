@@ -174,8 +174,25 @@ typedef struct gf_arena_stats {
     uint64_t in_use;      /* bytes in live blocks */
     uint64_t live_blocks; /* number of live blocks */
     uint32_t live_procs;  /* processes attached and alive */
+    uint32_t pad;
+    uint64_t backing;     /* bytes of memory the memfd really holds (fstat st_blocks * 512) */
+    uint64_t free;        /* payload bytes in free big blocks (> 4 KiB; split and merged) */
+    uint64_t warm;        /* ... of those, freed recently and possibly still backed */
+    uint64_t punched;     /* bytes handed back to the kernel so far (cumulative) */
+    uint64_t reclaimed_blocks; /* blocks released on behalf of dead processes (cumulative) */
+    uint64_t reclaimed_bytes;  /* their payload bytes */
+    uint64_t heals;       /* allocator repairs after a process died holding its lock */
 } gf_arena_stats;
+/* Fill *st. Result 0. Never fails. */
 GF_EXTERN int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st);
+/* Return free arena memory to the kernel. Free big blocks (payload > 4 KiB) are coalesced
+ * with free neighbours; their whole pages are handed back (fallocate PUNCH_HOLE on the memfd)
+ * once free for the warm delay (GILFREE_ARENA_WARM_MS, default 1000) or, oldest first, while
+ * more than the warm budget (GILFREE_ARENA_WARM_MB, default 64) of freed memory is backed.
+ * Frees apply that policy as they go; gf_arena_trim(a, 0) applies it now (for a periodic
+ * caller: nothing freed recently is cheap), gf_arena_trim(a, 1) hands back every free big
+ * block's pages. Result 0. Fails: GF_EINVAL (a is NULL). */
+GF_EXTERN int gf_arena_trim(gf_arena *a, int all);
 
 /* Reference-counted shared objects. Every shared structure below starts with gf_obj.
  * gf_obj_new allocates `size` bytes with refs = 1 and the given type tag; gf_obj_decref frees

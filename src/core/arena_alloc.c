@@ -17,13 +17,13 @@
 
 /* ---------------------------------------------------------------- the allocator lock */
 
-/* Lock a robust mutex; a dead previous owner is fine because every structure it guards is
- * valid at every store (see arena_internal.h). The allocator's critical sections are a few
+/* Lock a robust mutex; result 1 if its previous owner died (the allocator then heals: see
+ * arena_internal.h). The allocator's critical sections are a few
  * hundred nanoseconds, while glibc's mutex sleeps at once on contention and a futex wake costs
  * ~45 µs on a VM whose idle CPUs halt: a held lock is retried for up to gf__spin_ns() first
  * (measured: two processes filling dicts spent a fifth of their time in futex sleeps/wakes on
  * this lock). */
-void gf__robust_lock(pthread_mutex_t *m) {
+int gf__robust_lock(pthread_mutex_t *m) {
     int r = pthread_mutex_trylock(m);
     if (GF_UNLIKELY(r == EBUSY)) {
         int64_t end = 0;
@@ -44,7 +44,11 @@ void gf__robust_lock(pthread_mutex_t *m) {
             }
         }
     }
-    if (GF_UNLIKELY(r == EOWNERDEAD)) pthread_mutex_consistent(m);
+    if (GF_UNLIKELY(r == EOWNERDEAD)) {
+        pthread_mutex_consistent(m);
+        return 1;
+    }
+    return 0;
 }
 
 /* Initialise a robust process-shared mutex. Result 0 or a pthread error number. */
@@ -99,6 +103,7 @@ typedef struct gf__tcache {
 } gf__tcache;
 
 _Static_assert(GF__TC_NCLASS <= GF__NCLASS, "cached classes exist");
+_Static_assert(GF__TC_NCLASS == GF__BIG_CLASS, "cached classes are the small ones");
 
 /* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call (8 bytes of the
  * static TLS surplus that glibc keeps for dlopen'ed libraries). */
@@ -116,7 +121,7 @@ static void gf__tc_flush(gf__tcache *tc, uint32_t c, uint32_t keep) {
     gf_arena *a = tc->a;
     gf__arena_hdr *h = a->h;
     if (tc->n[c] <= keep) return;
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     while (tc->n[c] > keep) {
         gf_off off = tc->blk[c][tc->n[c] - 1];
         gf__block *b = gf__blk(a, off);
@@ -299,7 +304,7 @@ static uint32_t gf__tc_refill(gf__tcache *tc, uint32_t c) {
     gf__arena_hdr *h = a->h;
     uint64_t usable = gf__class_size(c);
     uint32_t n = 0, batch = gf__tc_batch(c);
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     while (n < batch) {
         uint64_t head = h->heads[c];
         if (!head) break;
@@ -318,23 +323,15 @@ static uint32_t gf__tc_refill(gf__tcache *tc, uint32_t c) {
     }
     if (n == 0) {
         uint64_t top = h->top, step = GF__HDR_SIZE + usable;
+        gf_off prev = h->last;
         while (n < batch && top + step * (n + 1) <= h->reserve) {
-            gf__block *b = (gf__block *)(a->base + top + step * n);
-            b->cls = c;
-            b->self = top + step * n + GF__HDR_SIZE;
-            b->usable = usable;
-            b->next = 0;
-            b->flags = 0;
-            b->owner = a->ident;
-            b->shares = 0;
-            atomic_store_explicit(GF_A32(&b->magic), GF__BLK_FREE, memory_order_relaxed);
-            /* cache in reverse so that the lowest address is handed out first */
+            prev = gf__bump_hdr(a, top + step * n, prev, c, usable, GF__BLK_FREE, 0);
             n++;
         }
+        /* cache in reverse so that the lowest address is handed out first */
         for (uint32_t i = 0; i < n; i++) tc->blk[c][i] = top + step * (n - 1 - i) + GF__HDR_SIZE;
-        /* release: the headers are written before the blocks exist (below top); one store
-         * commits the whole batch. */
-        if (n) atomic_store_explicit(GF_A64(&h->top), top + step * n, memory_order_release);
+        /* one store commits the whole batch */
+        if (n) gf__bump_commit(a, top + step * n, prev);
     }
     pthread_mutex_unlock(&h->alloc_lock);
     tc->n[c] = n;
@@ -356,13 +353,24 @@ void gf__populate(void *p, size_t len) {
 /* The locked path of gf__alloc_raw for class c (payload `usable`): a free block of the class
  * (of any larger class when the arena is full), else a fresh one bumped. Result 0, *out, and
  * *fresh_out = 1 if bumped. Fails: GF_ENOSPC. */
-static int gf__alloc_locked(gf_arena *a, uint32_t c, uint64_t usable, uint32_t flags,
-                            gf_off *out, int *fresh_out) {
+/* noinline: kept out of gf__alloc_raw's thread-cache fast path (its registers and size). */
+__attribute__((noinline)) static int gf__alloc_locked(gf_arena *a, uint32_t c, uint64_t usable,
+                                                      uint32_t flags, gf_off *out,
+                                                      int *fresh_out) {
     gf__arena_hdr *h = a->h;
     gf_off off = 0;
     int fresh = 0;
-    gf__robust_lock(&h->alloc_lock);
-    for (uint32_t k = c; k < GF__NCLASS && !off; k++) {
+    gf__alloc_lock(a);
+    if (c >= GF__BIG_CLASS) {
+        int rc = gf__big_alloc_locked(a, c, usable, flags, &off, &fresh);
+        pthread_mutex_unlock(&h->alloc_lock);
+        if (rc < 0) return rc;
+        gf__stats_add(a, usable, 1);
+        *fresh_out = fresh;
+        *out = off;
+        return 0;
+    }
+    for (uint32_t k = c; k < GF__BIG_CLASS && !off; k++) {
         /* Reuse a free block of this class; only when the arena is full, any larger one. */
         uint64_t head = h->heads[k];
         if (!head) {
@@ -391,21 +399,17 @@ static int gf__alloc_locked(gf_arena *a, uint32_t c, uint64_t usable, uint32_t f
     if (!off) {
         uint64_t top = h->top;
         if (top + GF__HDR_SIZE + usable > h->reserve) {
+            /* Full: carve the small block out of a free big one (it never merges back). */
+            int rc = gf__big_alloc_locked(a, c, usable, flags, &off, &fresh);
             pthread_mutex_unlock(&h->alloc_lock);
-            return GF_ENOSPC;
+            if (rc < 0) return rc;
+            gf__stats_add(a, usable, 1);
+            *fresh_out = fresh;
+            *out = off;
+            return 0;
         }
-        gf__block *b = (gf__block *)(a->base + top);
-        b->cls = c;
-        b->self = top + GF__HDR_SIZE;
-        b->usable = usable;
-        b->next = 0;
-        b->flags = flags;
-        b->owner = a->ident;
-        b->shares = 0;
-        atomic_store_explicit(GF_A32(&b->magic), GF__BLK_LIVE, memory_order_relaxed);
-        /* release: the header is written before the block exists (below top). */
-        atomic_store_explicit(GF_A64(&h->top), top + GF__HDR_SIZE + usable, memory_order_release);
-        off = top + GF__HDR_SIZE;
+        off = gf__bump_hdr(a, top, h->last, c, usable, GF__BLK_LIVE, flags);
+        gf__bump_commit(a, top + GF__HDR_SIZE + usable, off);
         fresh = 1;
     }
     pthread_mutex_unlock(&h->alloc_lock);
@@ -515,12 +519,18 @@ int gf_free(gf_arena *a, gf_off off) {
         gf__stats_add_tc(tc, usable, -1);
         return 0;
     }
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     if (!gf__mark_free(b)) {
         pthread_mutex_unlock(&h->alloc_lock);
         return GF_EINVAL;
     }
     b->flags = 0;
+    if (c >= GF__BIG_CLASS) {
+        gf__big_free_locked(a, b);
+        pthread_mutex_unlock(&h->alloc_lock);
+        gf__stats_add(a, usable, -1);
+        return 0;
+    }
     b->next = h->heads[c];
     /* release: FREE and `next` are stored before the block is published on the list. */
     atomic_store_explicit(GF_A64(&h->heads[c]), off, memory_order_release);

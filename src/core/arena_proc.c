@@ -69,7 +69,7 @@ static int gf__slot_attach(gf_arena *a) {
     }
     /* Extend the table under the allocator lock. The new slot's mutex is initialised and
      * locked before hwm publishes it, so nobody else can take it first. */
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     int err = GF_EAGAIN;
     uint32_t i = h->slots_hwm;
     if (i < h->max_procs) {
