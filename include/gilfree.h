@@ -193,6 +193,15 @@ GF_EXTERN int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st);
  * caller: nothing freed recently is cheap), gf_arena_trim(a, 1) hands back every free big
  * block's pages. Result 0. Fails: GF_EINVAL (a is NULL). */
 GF_EXTERN int gf_arena_trim(gf_arena *a, int all);
+/* Release what a dead process held: the blocks it had allocated and not handed on yet (a
+ * large ring message being put, ...) and the blocks in its thread caches. `slot` is its
+ * process slot (gf_arena_slot), or GF_ARENA_RECLAIM_DEAD for every process that died. The
+ * pool calls it when a worker dies or retires, and an attach that re-takes a dead process's
+ * slot does it first. Result: the number of blocks released. Fails: GF_EINVAL (no such
+ * slot), GF_EBUSY (that process is alive, or it is the caller). Known gap: references a dead
+ * process held on shared objects (gf_obj, gf_block_share) are not recorded: they leak. */
+#define GF_ARENA_RECLAIM_DEAD UINT32_MAX
+GF_EXTERN int gf_arena_reclaim(gf_arena *a, uint32_t slot);
 
 /* Reference-counted shared objects. Every shared structure below starts with gf_obj.
  * gf_obj_new allocates `size` bytes with refs = 1 and the given type tag; gf_obj_decref frees

@@ -159,6 +159,8 @@ int gf_arena_after_fork_child(gf_arena *a) {
 void gf_arena_detach(gf_arena *a) {
     if (!a) return;
     gf__tc_detach(a); /* every thread's cached blocks go back to the free lists */
+    if (a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid())
+        gf__slot_release(a, a->slot); /* blocks still in the ledger */
     if (a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid() && a->has_holder) {
         /* release: pairs with the holder's acquire load. */
         atomic_store_explicit(GF_A32(&a->hold_state), 3u, memory_order_release);

@@ -53,6 +53,7 @@
 #define GF__BLK_OBJ 1u           /* flags: the payload starts with a gf_obj */
 #define GF__BLK_BIN 2u           /* flags (free big block): on its bin's list */
 #define GF__BLK_WARM 4u          /* flags (free big block): its pages may still be backed */
+#define GF__BLK_SYS 8u           /* flags: the allocator's own block (not counted by verify) */
 
 #define GF__HDR_SIZE 64u /* block header */
 
@@ -79,7 +80,31 @@ _Static_assert(GF_ARENA_MAX_PROCS <= (1u << GF__SLOT_BITS), "slot ids must fit 1
  * 26 us (medians of 200). */
 #define GF__POPULATE_MIN ((size_t)64 << 10)
 
-enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1 };
+/* A slot's state. DEAD: its owner died and its holdings are not released yet (the slot's
+ * life lock is free; whoever takes it -- gf_arena_reclaim, or an attach -- releases them). */
+enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1, GF__SLOT_DEAD = 2 };
+
+#define GF__HELD_N 16  /* ledger entries per process: blocks allocated, not yet handed on */
+#define GF__SLOT_TCS 8 /* thread caches per process whose arrays live in the arena */
+
+/* Thread-cache geometry (arena_alloc.c): classes 0..23 (payloads up to 4 KiB), up to
+ * 2 batches of <= 64 blocks each. */
+#define GF__TC_NCLASS 24
+#define GF__TC_BATCH_MAX 64
+#define GF__TC_CAP (2 * GF__TC_BATCH_MAX)
+#define GF__TCARR_MAGIC 0x5243435446474e31ull
+
+/* The arrays of a thread's block cache. In an arena block registered in the process's slot
+ * (tcs[]) when it has one, so that survivors can give a dead process's cached blocks back
+ * (arena_reclaim.c); its owner updates them in an order that keeps them valid at every store
+ * (an entry below n[c] is written before n[c] counts it, n[c] drops before the entry is
+ * reused), so a kill at any point leaks at most one block, never lists one twice. */
+typedef struct gf__tcarr {
+    uint64_t magic; /* GF__TCARR_MAGIC */
+    uint32_t n[GF__TC_NCLASS];
+    uint32_t pad;
+    gf_off blk[GF__TC_NCLASS][GF__TC_CAP];
+} gf__tcarr;
 
 #define GF__NCELLS 1024 /* statistics cells for caching threads (one cache line each) */
 
@@ -109,6 +134,10 @@ typedef struct gf__slot {
      * them on every alloc/free, other processes only read them in gf_arena_stats_get. */
     uint64_t in_use GF_ALIGNED(GF_CACHELINE);
     uint64_t live_blocks;
+    /* Holdings (arena_reclaim.c), written by the owner only: the ledger of blocks it
+     * allocated and has not handed on yet (0 = empty entry), and its thread caches' arrays. */
+    uint64_t held[GF__HELD_N] GF_ALIGNED(GF_CACHELINE);
+    uint64_t tcs[GF__SLOT_TCS];
 } GF_ALIGNED(GF_CACHELINE) gf__slot;
 
 typedef struct gf__arena_hdr {
@@ -307,6 +336,10 @@ void gf__populate(void *p, size_t len);
 int gf__alloc_raw(gf_arena *a, size_t size, uint32_t flags, gf_off *out, int *fresh_out);
 /* arena_alloc.c: as gf__alloc_raw, prefaulting a fresh large plain block. Same failures. */
 int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out);
+/* arena_reclaim.c: release the holdings recorded in slot i (its ledger's blocks, its thread
+ * caches' blocks and arrays); the caller holds the slot's life lock and its owner is gone.
+ * Result: the number of blocks released. Never fails. */
+int gf__slot_release(gf_arena *a, uint32_t i);
 /* arena_alloc.c: detach -- flush every thread's cached blocks of arena a. Never fails. */
 void gf__tc_detach(gf_arena *a);
 /* arena_alloc.c: after gf_arena_after_fork_child -- give the calling thread's cache a

@@ -67,7 +67,7 @@ static int gf__verify_walk(gf_arena *a, uint64_t *live, uint64_t *nfree, uint64_
         } else {
             if (b->cls >= GF__NCLASS || b->usable != gf__class_size(b->cls)) return GF_EBADMSG;
             if (b->magic == GF__BLK_FREE && b->cls >= GF__BIG_CLASS) return GF_EBADMSG;
-            if (b->magic == GF__BLK_LIVE) ++*live;
+            if (b->magic == GF__BLK_LIVE && !(b->flags & GF__BLK_SYS)) ++*live;
             else ++*nfree;
         }
         prev = b->self;

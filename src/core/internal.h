@@ -119,4 +119,13 @@ int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void
  * program. */
 void gf__dict_crash_point(int where) __attribute__((weak));
 
+/* arena_reclaim.c: the ledger of blocks a process allocated and has not handed on yet, so
+ * that survivors free them if it dies (gf_arena_reclaim). gf__block_hold records `off` and
+ * returns a handle (0: not recorded -- no slot of its own, or the ledger is full: the block
+ * then leaks if the process dies before handing it on); gf__block_unhold(a, handle) drops
+ * the record, just *before* the store that hands the block on (a kill between the two leaks
+ * it, never frees a block someone else owns). Never fail. */
+int gf__block_hold(gf_arena *a, gf_off off);
+void gf__block_unhold(gf_arena *a, int handle);
+
 #endif /* GF_INTERNAL_H */

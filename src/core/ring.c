@@ -431,7 +431,7 @@ static int gf__put_locked(gf__ring *r, uint64_t *tw, uint32_t *pending, uint32_t
 /* Put one record of `type` (DATA: the gathered payload; BLOCK: the block descriptor).
  * Fails: GF_EPIPE, GF_ETIMEDOUT, GF_EINTR. */
 static int gf__put_one(gf_arena *a, gf__ring *r, uint32_t type, const struct iovec *iov,
-                       int iovcnt, uint64_t len, int64_t deadline) {
+                       int iovcnt, uint64_t len, int64_t deadline, int hold) {
     if (gf__closed(r)) return GF_EPIPE;
     int rc = gf__plock(a, r, deadline);
     if (rc < 0) return rc;
@@ -440,6 +440,8 @@ static int gf__put_one(gf_arena *a, gf__ring *r, uint32_t type, const struct iov
     uint64_t tw = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
     uint32_t pending = 0;
     rc = gf__put_locked(r, &tw, &pending, type, iov, iovcnt, len, deadline);
+    /* the block leaves this process's ledger just before the record commits */
+    if (rc == 0) gf__block_unhold(a, hold);
     if (pending) gf__commit_put(r, tw, pending);
     gf_mutex_unlock(a, &r->pmutex);
     return rc;
@@ -454,14 +456,17 @@ int gf_ring_put_block(gf_arena *a, gf_off ring, gf_off block, size_t len, int64_
     gf__ring *r = gf__ring_ptr(a, ring);
     gf__rec_block b = {block, len};
     struct iovec v = {&b, sizeof b};
-    return gf__put_one(a, r, GF__REC_BLOCK, &v, 1, sizeof b, deadline);
+    return gf__put_one(a, r, GF__REC_BLOCK, &v, 1, sizeof b, deadline, 0);
 }
 
-/* Copy a large message into a new block. Result 0 and *blk. Fails: GF_ENOSPC. */
+/* Copy a large message into a new block, recorded in this process's ledger (*hold: its
+ * handle) so that the survivors free it if we die before it is committed. Result 0 and
+ * *blk. Fails: GF_ENOSPC. */
 static int gf__to_block(gf_arena *a, const struct iovec *iov, int iovcnt, size_t total,
-                        gf_off *blk) {
+                        gf_off *blk, int *hold) {
     int rc = gf_alloc(a, total, blk);
     if (rc < 0) return rc;
+    *hold = gf__block_hold(a, *blk);
     unsigned char *p = gf_ptr(a, *blk);
     for (int k = 0; k < iovcnt; k++) {
         if (iov[k].iov_len) memcpy(p, iov[k].iov_base, iov[k].iov_len);
@@ -483,15 +488,19 @@ int gf_ring_putv(gf_arena *a, gf_off ring, const struct iovec *iov, int iovcnt,
     }
     gf__ring *r = gf__ring_ptr(a, ring);
     if (total <= r->inline_max)
-        return gf__put_one(a, r, GF__REC_DATA, iov, iovcnt, total, deadline);
+        return gf__put_one(a, r, GF__REC_DATA, iov, iovcnt, total, deadline, 0);
     if (gf__closed(r)) return GF_EPIPE;
     gf_off blk;
-    int rc = gf__to_block(a, iov, iovcnt, total, &blk); /* the one copy, outside the lock */
+    int hold;
+    int rc = gf__to_block(a, iov, iovcnt, total, &blk, &hold); /* the one copy, unlocked */
     if (rc < 0) return rc;
     gf__rec_block b = {blk, total};
     struct iovec v = {&b, sizeof b};
-    rc = gf__put_one(a, r, GF__REC_BLOCK, &v, 1, sizeof b, deadline);
-    if (rc < 0) gf_free(a, blk);
+    rc = gf__put_one(a, r, GF__REC_BLOCK, &v, 1, sizeof b, deadline, hold);
+    if (rc < 0) {
+        gf__block_unhold(a, hold);
+        gf_free(a, blk);
+    }
     return rc;
 }
 
@@ -530,11 +539,15 @@ int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t 
             rc = gf__put_locked(r, &tw, &pending, GF__REC_DATA, &msgs[done], 1, len, deadline);
         } else {
             gf_off blk;
-            rc = gf__to_block(a, &msgs[done], 1, len, &blk);
+            int hold;
+            rc = gf__to_block(a, &msgs[done], 1, len, &blk, &hold);
             if (rc == 0) {
                 gf__rec_block b = {blk, len};
                 struct iovec v = {&b, sizeof b};
                 rc = gf__put_locked(r, &tw, &pending, GF__REC_BLOCK, &v, 1, sizeof b, deadline);
+                /* out of the ledger once its record is written (committed below or by the
+                 * next wait for space: a kill in between leaks it) */
+                gf__block_unhold(a, hold);
                 if (rc < 0) gf_free(a, blk);
             }
         }

@@ -672,6 +672,9 @@ static void tc_child_flush_exit(gf_arena *a, void *arg) {
 TEST(tcache_flush_before_exit) {
     SKIP_UNDER_TSAN();
     gf_arena *a = mk(0);
+    gf_off w;
+    ASSERT_OK(gf_alloc(a, 300, &w)); /* this thread's cache exists (its arrays are a block) */
+    ASSERT_OK(gf_free(a, w));
     reap_ok(spawn(a, tc_child_flush_exit, NULL));
     gf_arena_stats s0, s;
     ASSERT_OK(gf_arena_stats_get(a, &s0));
@@ -1010,7 +1013,7 @@ TEST(process_table_full) {
     }
     rl.rlim_cur = GF_ARENA_MAX_PROCS + 64;
     ASSERT(setrlimit(RLIMIT_NOFILE, &rl) == 0);
-    gf_arena *a = mk(2 * MiB);
+    gf_arena *a = mk(4 * MiB);
     static gf_arena *more[GF_ARENA_MAX_PROCS];
     int n = 0;
     int r;
