@@ -34,6 +34,42 @@ void gf__block_unhold(gf_arena *a, int handle) {
                           memory_order_release);
 }
 
+/* Blocks held until the calling thread's next ring put (out-of-band buffers of a message
+ * being encoded): that put drops them from the ledger just before its commit. */
+static __thread struct {
+    gf_arena *a;
+    int n;
+    int h[GF__HELD_N];
+} gf__pend;
+
+int gf__block_hold_for_put(gf_arena *a, gf_off off) {
+    /* only with room to remember it: a record no put drops would outlive the block */
+    if (gf__pend.n >= GF__HELD_N || (gf__pend.n > 0 && gf__pend.a != a)) return 0;
+    int h = gf__block_hold(a, off);
+    if (h) {
+        gf__pend.a = a;
+        gf__pend.h[gf__pend.n++] = h;
+    }
+    return h;
+}
+
+void gf__held_put(gf_arena *a) {
+    if (GF_LIKELY(gf__pend.n == 0) || gf__pend.a != a) return;
+    for (int i = 0; i < gf__pend.n; i++) gf__block_unhold(a, gf__pend.h[i]);
+    gf__pend.n = 0;
+}
+
+void gf__block_unhold_off(gf_arena *a, gf_off off) {
+    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != getpid()) return;
+    uint64_t *held = a->h->slots[a->slot].held;
+    for (int i = 0; i < GF__HELD_N; i++) {
+        if (atomic_load_explicit(GF_A64(&held[i]), memory_order_relaxed) != off) continue;
+        atomic_store_explicit(GF_A64(&held[i]), 0, memory_order_release);
+        for (int k = 0; k < gf__pend.n; k++)
+            if (gf__pend.h[k] == i + 1) gf__pend.h[k--] = gf__pend.h[--gf__pend.n];
+    } /* every entry: a message held twice (put retried) is recorded twice */
+}
+
 /* List the blocks cached in the arrays at `off` (a dead thread's cache) on their free lists.
  * Result: the number of blocks listed. Every entry is checked (a FREE block of its class). */
 static uint64_t gf__tc_reclaim(gf_arena *a, gf_off off, uint64_t *bytes) {

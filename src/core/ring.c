@@ -440,8 +440,12 @@ static int gf__put_one(gf_arena *a, gf__ring *r, uint32_t type, const struct iov
     uint64_t tw = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
     uint32_t pending = 0;
     rc = gf__put_locked(r, &tw, &pending, type, iov, iovcnt, len, deadline);
-    /* the block leaves this process's ledger just before the record commits */
-    if (rc == 0) gf__block_unhold(a, hold);
+    /* the block and the message's out-of-band buffers leave this process's ledger just
+     * before the record commits */
+    if (rc == 0) {
+        gf__block_unhold(a, hold);
+        gf__held_put(a);
+    }
     if (pending) gf__commit_put(r, tw, pending);
     gf_mutex_unlock(a, &r->pmutex);
     return rc;
@@ -537,6 +541,7 @@ int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t 
         }
         if (len <= r->inline_max) {
             rc = gf__put_locked(r, &tw, &pending, GF__REC_DATA, &msgs[done], 1, len, deadline);
+            if (rc == 0) gf__held_put(a);
         } else {
             gf_off blk;
             int hold;
@@ -548,6 +553,7 @@ int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t 
                 /* out of the ledger once its record is written (committed below or by the
                  * next wait for space: a kill in between leaks it) */
                 gf__block_unhold(a, hold);
+                if (rc == 0) gf__held_put(a);
                 if (rc < 0) gf_free(a, blk);
             }
         }

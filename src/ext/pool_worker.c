@@ -387,6 +387,7 @@ static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
             e.iovcnt = 0;
             GF_BLOCKING(rc, gf_worker_result(w, &t, GF_TASK_ERROR, NULL, 0));
         } else {
+            gf_enc_hold(st, &e); /* freed by the survivors if this worker dies first */
             GF_BLOCKING(rc, gf_worker_result(w, &t, status, e.iov, e.iovcnt));
             gf_enc_done(st, &e, rc == 0);
         }

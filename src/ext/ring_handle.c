@@ -115,6 +115,7 @@ int gf__ring_peer_gone(gf_state *st, RingObject *self) {
  * GF_EPIPE also when the peer is gone). */
 int gf__ring_put_frame(gf_state *st, RingObject *self, gf_enc *e, int64_t deadline) {
     int rc, sliced;
+    gf_enc_hold(st, e); /* its blocks, until the put commits (or gf_enc_done frees them) */
     /* First without releasing the GIL: the common case (room in the ring) costs no switch. */
     rc = gf_ring_putv(st->arena, self->tx, e->iov, e->iovcnt, 0);
     if (rc != GF_ETIMEDOUT || deadline == 0) return rc;

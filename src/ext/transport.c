@@ -19,6 +19,8 @@
  */
 #include "transport.h"
 
+#include "../core/internal.h"
+
 #include <string.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -331,9 +333,17 @@ int gf_encode(gf_state *st, PyObject *obj, int raw, gf_enc *e) {
 }
 
 /* See transport.h. */
+void gf_enc_hold(gf_state *st, gf_enc *e) {
+    for (uint32_t i = 0; i < e->nbufs; i++) gf__block_hold_for_put(st->arena, e->bufs[i].block);
+}
+
+/* See transport.h. */
 void gf_enc_done(gf_state *st, gf_enc *e, int sent) {
     if (!sent) {
-        for (uint32_t i = 0; i < e->nbufs; i++) gf_free(st->arena, e->bufs[i].block);
+        for (uint32_t i = 0; i < e->nbufs; i++) {
+            gf__block_unhold_off(st->arena, e->bufs[i].block);
+            gf_free(st->arena, e->bufs[i].block);
+        }
         if (e->undo) run_undo(e->undo);
     }
     if (e->bufs && e->bufs != e->bufs_small) PyMem_Free(e->bufs);
