@@ -134,5 +134,12 @@ void gf__block_unhold(gf_arena *a, int handle);
 int gf__block_hold_for_put(gf_arena *a, gf_off off);
 void gf__held_put(gf_arena *a);
 void gf__block_unhold_off(gf_arena *a, gf_off off);
+/* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
+ * (gf__block_hold_for_put) from before the copy. */
+int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold);
+
+/* frame.c: free the out-of-band buffer blocks of the frame in msg, a message dropped unread
+ * (nothing if it is not a valid frame). Never fails. */
+void gf__frame_drop(gf_arena *a, const void *msg, size_t len);
 
 #endif /* GF_INTERNAL_H */

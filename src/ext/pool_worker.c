@@ -367,10 +367,12 @@ static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
         gf_enc e;
         int status = GF_TASK_OK, ok;
         if (res) {
-            ok = gf_encode(st, res, 0, &e) == 0;
+            /* _for_put: its buffers are freed by the survivors if this worker dies first */
+            ok = gf_encode_for_put(st, res, 0, &e) == 0;
             if (!ok && kind == K_BATCH) { /* isolate the unpicklable results, try again */
                 PyErr_Clear();
-                ok = batch_sanitize(st, self, res) == 0 && gf_encode(st, res, 0, &e) == 0;
+                ok = batch_sanitize(st, self, res) == 0 &&
+                     gf_encode_for_put(st, res, 0, &e) == 0;
             }
             if (!ok) {
                 Py_CLEAR(res);
@@ -387,7 +389,6 @@ static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
             e.iovcnt = 0;
             GF_BLOCKING(rc, gf_worker_result(w, &t, GF_TASK_ERROR, NULL, 0));
         } else {
-            gf_enc_hold(st, &e); /* freed by the survivors if this worker dies first */
             GF_BLOCKING(rc, gf_worker_result(w, &t, status, e.iov, e.iovcnt));
             gf_enc_done(st, &e, rc == 0);
         }
