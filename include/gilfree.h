@@ -346,6 +346,11 @@ GF_EXTERN int gf_ring_create(gf_arena *a, size_t capacity, uint64_t maxitems, ui
 #define GF_RING_MAX_MESSAGE ((size_t)1 << 40)
 GF_EXTERN int gf_ring_putv(gf_arena *a, gf_off ring, const struct iovec *iov, int iovcnt,
                            int64_t deadline);
+/* As gf_ring_putv, for a message that is one gf_frame (header, body, buffer table): its
+ * out-of-band blocks travel with it, so a ring destroyed with the message unread frees them
+ * (and the message's own block). Same results. */
+GF_EXTERN int gf_ring_putv_frame(gf_arena *a, gf_off ring, const struct iovec *iov, int iovcnt,
+                                 int64_t deadline);
 GF_EXTERN int gf_ring_put(gf_arena *a, gf_off ring, const void *data, size_t len,
                           int64_t deadline);
 

@@ -116,12 +116,13 @@ int gf__ring_peer_gone(gf_state *st, RingObject *self) {
 int gf__ring_put_frame(gf_state *st, RingObject *self, gf_enc *e, int64_t deadline) {
     int rc, sliced;
     /* First without releasing the GIL: the common case (room in the ring) costs no switch. */
-    rc = gf_ring_putv(st->arena, self->tx, e->iov, e->iovcnt, 0);
+    rc = gf_ring_putv_frame(st->arena, self->tx, e->iov, e->iovcnt, 0);
     if (rc != GF_ETIMEDOUT || deadline == 0) return rc;
     for (;;) {
         if (self->closed) return GF__HANDLE_CLOSED;
         int64_t d = gf__ring_slice_deadline(self, deadline, &sliced);
-        RING_BLOCKING(self, st, rc, gf_ring_putv(st->arena, self->tx, e->iov, e->iovcnt, d));
+        RING_BLOCKING(self, st, rc,
+                      gf_ring_putv_frame(st->arena, self->tx, e->iov, e->iovcnt, d));
         if (rc < 0 && rc != GF_EINTR && self->closed) return GF__HANDLE_CLOSED;
         if (rc == GF_ETIMEDOUT && sliced) {
             if (gf__ring_peer_gone(st, self)) return GF_EPIPE;

@@ -206,4 +206,38 @@ TEST(random_kills_reclaimed) {
     gf_arena_detach(a);
 }
 
+/* A frame put with gf_ring_putv_frame and never read: destroying the ring frees its
+ * out-of-band blocks (inline record and block record); a plain putv leaves them alone. */
+static void put_frame_with_buf(gf_arena *a, gf_off ring, gf_off buf, size_t body_len, int flag) {
+    gf_frame_hdr hdr;
+    ASSERT_OK(gf_frame_header(&hdr, GF_FRAME_PICKLE, body_len, 1));
+    static char body[200000];
+    gf_frame_buf fb = {buf, 1000};
+    struct iovec iov[3] = {{&hdr, sizeof hdr}, {body, body_len}, {&fb, sizeof fb}};
+    if (flag) ASSERT_OK(gf_ring_putv_frame(a, ring, iov, 3, GF_FOREVER));
+    else ASSERT_OK(gf_ring_putv(a, ring, iov, 3, GF_FOREVER));
+}
+
+TEST(unread_frames_dropped_with_their_blocks) {
+    gf_arena *a = mk();
+    int base = gf__arena_verify(a);
+    gf_off ring, b1, b2, b3;
+    ASSERT_OK(gf_ring_create(a, 64 * 1024, 0, 0, &ring));
+    ASSERT_OK(gf_alloc(a, 1000, &b1));
+    ASSERT_OK(gf_alloc(a, 1000, &b2));
+    ASSERT_OK(gf_alloc(a, 1000, &b3));
+    put_frame_with_buf(a, ring, b1, 10, 1);     /* inline record */
+    put_frame_with_buf(a, ring, b2, 100000, 1); /* block record */
+    put_frame_with_buf(a, ring, b3, 10, 0);     /* not flagged: b3 stays the caller's */
+    ASSERT_EQ(gf_ring_count(a, ring), 3);
+    ASSERT_EQ(gf_obj_decref(a, ring), 0);
+    ASSERT_EQ(gf_block_size(a, b1), 0);
+    ASSERT_EQ(gf_block_size(a, b2), 0);
+    ASSERT(gf_block_size(a, b3) >= 1000);
+    ASSERT_OK(gf_free(a, b3));
+    ASSERT_OK(gf_arena_flush(a));
+    ASSERT_EQ(gf__arena_verify(a), base);
+    gf_arena_detach(a);
+}
+
 TEST_MAIN()

@@ -7,12 +7,16 @@ is dropped.
 This is the issue's full run: 10,000 tasks, 100 kills (~21 s on the 2-CPU VM, measured under
 load); GILFREE_RECLAIM_TASKS=N changes the count. Run with -s to see the figures."""
 
+import gc
 import os
+import pickle
 import signal
 import time
 
 import pytest
 
+import gilfree
+from conftest import live_blocks
 from gilfree import Pool, _core
 
 MiB = 1 << 20
@@ -129,3 +133,18 @@ def test_arena_trim_and_reclaim_api():
     _core.arena_trim(all=False)
     with pytest.raises(TypeError):
         _core.arena_trim(1, 2)
+
+
+@pytest.mark.timeout(30)
+def test_unread_queue_messages_free_their_buffers():
+    """A queue dropped with messages never received: their out-of-band buffers (small ones in
+    inline records, large ones in block records) are freed with the ring."""
+    before = live_blocks()
+    q = gilfree.Queue()
+    q.put(pickle.PickleBuffer(bytearray(100)))
+    q.put([pickle.PickleBuffer(bytearray(3 * MiB)), b"x" * 200000])
+    q.put(pickle.PickleBuffer(bytearray(MiB)))
+    assert q.get(timeout=10) is not None  # one taken (its buffer freed when dropped)
+    del q
+    gc.collect()
+    assert live_blocks() == before
