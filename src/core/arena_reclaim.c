@@ -38,25 +38,28 @@ void gf__block_unhold(gf_arena *a, int handle) {
  * being encoded): that put drops them from the ledger just before its commit. */
 static __thread struct {
     gf_arena *a;
-    int n;
     int h[GF__HELD_N];
 } gf__pend;
+/* Its count, on the path of every ring put: initial-exec (a plain %fs-relative load, 4 bytes
+ * of the static TLS surplus) instead of a __tls_get_addr call (+28 instructions per small
+ * put/get pair, measured with callgrind). */
+__thread int gf__pend_n __attribute__((tls_model("initial-exec")));
 
 int gf__block_hold_for_put(gf_arena *a, gf_off off) {
     /* only with room to remember it: a record no put drops would outlive the block */
-    if (gf__pend.n >= GF__HELD_N || (gf__pend.n > 0 && gf__pend.a != a)) return 0;
+    if (gf__pend_n >= GF__HELD_N || (gf__pend_n > 0 && gf__pend.a != a)) return 0;
     int h = gf__block_hold(a, off);
     if (h) {
         gf__pend.a = a;
-        gf__pend.h[gf__pend.n++] = h;
+        gf__pend.h[gf__pend_n++] = h;
     }
     return h;
 }
 
-void gf__held_put(gf_arena *a) {
-    if (GF_LIKELY(gf__pend.n == 0) || gf__pend.a != a) return;
-    for (int i = 0; i < gf__pend.n; i++) gf__block_unhold(a, gf__pend.h[i]);
-    gf__pend.n = 0;
+void gf__held_put_slow(gf_arena *a) {
+    if (gf__pend.a != a) return;
+    for (int i = 0; i < gf__pend_n; i++) gf__block_unhold(a, gf__pend.h[i]);
+    gf__pend_n = 0;
 }
 
 void gf__block_unhold_off(gf_arena *a, gf_off off) {
@@ -65,8 +68,8 @@ void gf__block_unhold_off(gf_arena *a, gf_off off) {
     for (int i = 0; i < GF__HELD_N; i++) {
         if (atomic_load_explicit(GF_A64(&held[i]), memory_order_relaxed) != off) continue;
         atomic_store_explicit(GF_A64(&held[i]), 0, memory_order_release);
-        for (int k = 0; k < gf__pend.n; k++)
-            if (gf__pend.h[k] == i + 1) gf__pend.h[k--] = gf__pend.h[--gf__pend.n];
+        for (int k = 0; k < gf__pend_n; k++)
+            if (gf__pend.h[k] == i + 1) gf__pend.h[k--] = gf__pend.h[--gf__pend_n];
     } /* every entry: a message held twice (put retried) is recorded twice */
 }
 

@@ -132,7 +132,11 @@ void gf__block_unhold(gf_arena *a, int handle);
  * record just before the put commits. gf__block_unhold_off drops the record of `off` (the
  * message was not sent: the caller frees the block). Never fail. */
 int gf__block_hold_for_put(gf_arena *a, gf_off off);
-void gf__held_put(gf_arena *a);
+extern __thread int gf__pend_n __attribute__((tls_model("initial-exec")));
+void gf__held_put_slow(gf_arena *a);
+static inline void gf__held_put(gf_arena *a) {
+    if (__builtin_expect(gf__pend_n != 0, 0)) gf__held_put_slow(a);
+}
 void gf__block_unhold_off(gf_arena *a, gf_off off);
 /* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
  * (gf__block_hold_for_put) from before the copy. */
