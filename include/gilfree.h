@@ -174,8 +174,34 @@ typedef struct gf_arena_stats {
     uint64_t in_use;      /* bytes in live blocks */
     uint64_t live_blocks; /* number of live blocks */
     uint32_t live_procs;  /* processes attached and alive */
+    uint32_t pad;
+    uint64_t backing;     /* bytes of memory the memfd really holds (fstat st_blocks * 512) */
+    uint64_t free;        /* payload bytes in free big blocks (> 4 KiB; split and merged) */
+    uint64_t warm;        /* ... of those, freed recently and possibly still backed */
+    uint64_t punched;     /* bytes handed back to the kernel so far (cumulative) */
+    uint64_t reclaimed_blocks; /* blocks released on behalf of dead processes (cumulative) */
+    uint64_t reclaimed_bytes;  /* their payload bytes */
+    uint64_t heals;       /* allocator repairs after a process died holding its lock */
 } gf_arena_stats;
+/* Fill *st. Result 0. Never fails. */
 GF_EXTERN int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st);
+/* Return free arena memory to the kernel. Free big blocks (payload > 4 KiB) are coalesced
+ * with free neighbours; their whole pages are handed back (fallocate PUNCH_HOLE on the memfd)
+ * once free for the warm delay (GILFREE_ARENA_WARM_MS, default 1000) or, oldest first, while
+ * more than the warm budget (GILFREE_ARENA_WARM_MB, default 64) of freed memory is backed.
+ * Frees apply that policy as they go; gf_arena_trim(a, 0) applies it now (for a periodic
+ * caller: nothing freed recently is cheap), gf_arena_trim(a, 1) hands back every free big
+ * block's pages. Result 0. Fails: GF_EINVAL (a is NULL). */
+GF_EXTERN int gf_arena_trim(gf_arena *a, int all);
+/* Release what a dead process held: the blocks it had allocated and not handed on yet (a
+ * large ring message being put, ...) and the blocks in its thread caches. `slot` is its
+ * process slot (gf_arena_slot), or GF_ARENA_RECLAIM_DEAD for every process that died. The
+ * pool calls it when a worker dies or retires, and an attach that re-takes a dead process's
+ * slot does it first. Result: the number of blocks released. Fails: GF_EINVAL (no such
+ * slot), GF_EBUSY (that process is alive, or it is the caller). Known gap: references a dead
+ * process held on shared objects (gf_obj, gf_block_share) are not recorded: they leak. */
+#define GF_ARENA_RECLAIM_DEAD UINT32_MAX
+GF_EXTERN int gf_arena_reclaim(gf_arena *a, uint32_t slot);
 
 /* Reference-counted shared objects. Every shared structure below starts with gf_obj.
  * gf_obj_new allocates `size` bytes with refs = 1 and the given type tag; gf_obj_decref frees
@@ -320,6 +346,11 @@ GF_EXTERN int gf_ring_create(gf_arena *a, size_t capacity, uint64_t maxitems, ui
 #define GF_RING_MAX_MESSAGE ((size_t)1 << 40)
 GF_EXTERN int gf_ring_putv(gf_arena *a, gf_off ring, const struct iovec *iov, int iovcnt,
                            int64_t deadline);
+/* As gf_ring_putv, for a message that is one gf_frame (header, body, buffer table): its
+ * out-of-band blocks travel with it, so a ring destroyed with the message unread frees them
+ * (and the message's own block). Same results. */
+GF_EXTERN int gf_ring_putv_frame(gf_arena *a, gf_off ring, const struct iovec *iov, int iovcnt,
+                                 int64_t deadline);
 GF_EXTERN int gf_ring_put(gf_arena *a, gf_off ring, const void *data, size_t len,
                           int64_t deadline);
 

@@ -23,6 +23,15 @@
 
 /* ---------------------------------------------------------------- create / attach */
 
+/* The unsigned decimal in environment variable `name`, else `dflt`. */
+static uint64_t gf__env_u64(const char *name, uint64_t dflt) {
+    const char *e = getenv(name);
+    if (!e || !*e) return dflt;
+    char *end;
+    unsigned long long v = strtoull(e, &end, 10);
+    return *end || v > ((uint64_t)1 << 40) ? dflt : (uint64_t)v;
+}
+
 /* Map the memfd and fill a handle. Result 0. Fails: GF_ENOMEM. */
 static int gf__map(int fd, size_t size, gf_arena **out) {
     gf_arena *a = calloc(1, sizeof *a);
@@ -39,6 +48,8 @@ static int gf__map(int fd, size_t size, gf_arena **out) {
     a->fd = fd;
     a->h = p;
     a->slot = GF_ARENA_MAX_PROCS;
+    a->warm_ms = gf__env_u64("GILFREE_ARENA_WARM_MS", 1000);
+    a->warm_budget = gf__env_u64("GILFREE_ARENA_WARM_MB", 64) << 20;
     *out = a;
     return 0;
 }
@@ -148,6 +159,8 @@ int gf_arena_after_fork_child(gf_arena *a) {
 void gf_arena_detach(gf_arena *a) {
     if (!a) return;
     gf__tc_detach(a); /* every thread's cached blocks go back to the free lists */
+    if (a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid())
+        gf__slot_release(a, a->slot); /* blocks still in the ledger */
     if (a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid() && a->has_holder) {
         /* release: pairs with the holder's acquire load. */
         atomic_store_explicit(GF_A32(&a->hold_state), 3u, memory_order_release);

@@ -17,13 +17,13 @@
 
 /* ---------------------------------------------------------------- the allocator lock */
 
-/* Lock a robust mutex; a dead previous owner is fine because every structure it guards is
- * valid at every store (see arena_internal.h). The allocator's critical sections are a few
+/* Lock a robust mutex; result 1 if its previous owner died (the allocator then heals: see
+ * arena_internal.h). The allocator's critical sections are a few
  * hundred nanoseconds, while glibc's mutex sleeps at once on contention and a futex wake costs
  * ~45 µs on a VM whose idle CPUs halt: a held lock is retried for up to gf__spin_ns() first
  * (measured: two processes filling dicts spent a fifth of their time in futex sleeps/wakes on
  * this lock). */
-void gf__robust_lock(pthread_mutex_t *m) {
+int gf__robust_lock(pthread_mutex_t *m) {
     int r = pthread_mutex_trylock(m);
     if (GF_UNLIKELY(r == EBUSY)) {
         int64_t end = 0;
@@ -44,7 +44,11 @@ void gf__robust_lock(pthread_mutex_t *m) {
             }
         }
     }
-    if (GF_UNLIKELY(r == EOWNERDEAD)) pthread_mutex_consistent(m);
+    if (GF_UNLIKELY(r == EOWNERDEAD)) {
+        pthread_mutex_consistent(m);
+        return 1;
+    }
+    return 0;
 }
 
 /* Initialise a robust process-shared mutex. Result 0 or a pthread error number. */
@@ -78,9 +82,6 @@ int gf__robust_init(pthread_mutex_t *m) {
  * every thread by gf_arena_detach; a forked child forgets every inherited cache (atfork
  * child handler): those blocks are the parent's. GILFREE_NO_TCACHE=1 disables it. */
 
-#define GF__TC_NCLASS 24 /* classes 0..23: payloads up to 4096 bytes */
-#define GF__TC_BATCH_MAX 64
-#define GF__TC_CAP (2 * GF__TC_BATCH_MAX)
 #define GF__TC_BATCH_BYTES ((uint64_t)8 << 10)
 
 /* Blocks per refill or flush of class c: about GF__TC_BATCH_BYTES, 8..GF__TC_BATCH_MAX. */
@@ -91,14 +92,17 @@ static inline uint32_t gf__tc_batch(uint32_t c) {
 
 typedef struct gf__tcache {
     gf_arena *a; /* the arena its blocks belong to; NULL = unbound */
+    gf__tcarr *arr; /* the arrays: in the arena (shared_off) or `local` */
     int disabled;
     int cell; /* claimed statistics cell of a->h, or -1 (then the process's atomic counters) */
+    int tcs;  /* index of shared_off in the slot's tcs[], or -1 */
+    gf_off shared_off;              /* the arena block holding arr, 0 = local */
     struct gf__tcache *prev, *next; /* gf__tc_all, under gf__tc_lock */
-    uint32_t n[GF__TC_NCLASS];
-    gf_off blk[GF__TC_NCLASS][GF__TC_CAP];
+    gf__tcarr local;
 } gf__tcache;
 
 _Static_assert(GF__TC_NCLASS <= GF__NCLASS, "cached classes exist");
+_Static_assert(GF__TC_NCLASS == GF__BIG_CLASS, "cached classes are the small ones");
 
 /* initial-exec: a plain %fs-relative load instead of a __tls_get_addr call (8 bytes of the
  * static TLS surplus that glibc keeps for dlopen'ed libraries). */
@@ -115,15 +119,19 @@ static int gf__tc_off; /* 1: disabled (GILFREE_NO_TCACHE or no key) */
 static void gf__tc_flush(gf__tcache *tc, uint32_t c, uint32_t keep) {
     gf_arena *a = tc->a;
     gf__arena_hdr *h = a->h;
-    if (tc->n[c] <= keep) return;
-    gf__robust_lock(&h->alloc_lock);
-    while (tc->n[c] > keep) {
-        gf_off off = tc->blk[c][tc->n[c] - 1];
+    if (tc->arr->n[c] <= keep) return;
+    gf__alloc_lock(a);
+    gf__tcarr *t = tc->arr;
+    while (t->n[c] > keep) {
+        gf_off off = t->blk[c][t->n[c] - 1];
+        /* n drops before the block is listed: a kill in between leaks it, never lists it
+         * twice (a reclaimer lists what n counts). */
+        t->n[c]--;
+        atomic_signal_fence(memory_order_seq_cst);
         gf__block *b = gf__blk(a, off);
         b->next = h->heads[c];
         /* release: `next` is stored before the block is published on the list. */
         atomic_store_explicit(GF_A64(&h->heads[c]), off, memory_order_release);
-        tc->n[c]--;
     }
     pthread_mutex_unlock(&h->alloc_lock);
 }
@@ -175,8 +183,53 @@ static inline void gf__stats_add_tc(gf__tcache *tc, uint64_t usable, int dir) {
     atomic_store_explicit(GF_A64(live), dir > 0 ? l + 1 : l - 1, memory_order_relaxed);
 }
 
+/* Put tc's arrays (empty, not bound yet) into an arena block registered in the slot of the
+ * process, so that they are found if it dies. Without a slot of its own, or with the slot's
+ * tcs[] full, the arrays stay process-local. The block is not counted in the statistics
+ * (GF__BLK_SYS: internal). */
+static void gf__tc_share(gf__tcache *tc, gf_arena *a) {
+    if (a->slot >= GF_ARENA_MAX_PROCS || a->pid != getpid()) return;
+    gf_off off;
+    int fresh;
+    if (gf__alloc_raw(a, sizeof(gf__tcarr), GF__BLK_SYS, &off, &fresh) != 0) return;
+    size_t usable = gf_block_size(a, off);
+    gf__stats_add(a, usable, -1);
+    gf__tcarr *t = (gf__tcarr *)(a->base + off);
+    memset(t->n, 0, sizeof t->n);
+    t->magic = GF__TCARR_MAGIC;
+    uint64_t *tcs = a->h->slots[a->slot].tcs;
+    for (int i = 0; i < GF__SLOT_TCS; i++) {
+        uint64_t z = 0;
+        /* release: the arrays are initialised before a reclaimer can find them. */
+        if (atomic_compare_exchange_strong_explicit(GF_A64(&tcs[i]), &z, off,
+                                                    memory_order_release, memory_order_relaxed)) {
+            tc->tcs = i;
+            tc->shared_off = off;
+            tc->arr = t;
+            return;
+        }
+    }
+    gf__stats_add(a, usable, 1);
+    gf_free(a, off);
+}
+
+/* Give back tc's arena arrays (flushed: empty) and go back to the local ones. */
+static void gf__tc_unshare(gf__tcache *tc) {
+    gf_arena *a = tc->a;
+    if (!tc->shared_off) return;
+    if (tc->tcs >= 0 && a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid())
+        atomic_store_explicit(GF_A64(&a->h->slots[a->slot].tcs[tc->tcs]), 0,
+                              memory_order_relaxed);
+    gf__stats_add(a, gf_block_size(a, tc->shared_off), 1);
+    gf_free(a, tc->shared_off);
+    tc->shared_off = 0;
+    tc->tcs = -1;
+    tc->arr = &tc->local;
+}
+
 static void gf__tc_unlink(gf__tcache *tc) {
     if (tc->a) gf__tc_release_cell(tc);
+    if (tc->a) gf__tc_unshare(tc);
     if (tc->prev) tc->prev->next = tc->next;
     else if (gf__tc_all == tc) gf__tc_all = tc->next;
     if (tc->next) tc->next->prev = tc->prev;
@@ -204,7 +257,11 @@ static void gf__tc_parent(void) { pthread_mutex_unlock(&gf__tc_lock); }
 static void gf__tc_child(void) {
     for (gf__tcache *tc = gf__tc_all, *nx; tc; tc = nx) {
         nx = tc->next;
-        memset(tc->n, 0, sizeof tc->n);
+        /* the arrays in the arena are the parent's: never written here */
+        tc->arr = &tc->local;
+        tc->shared_off = 0;
+        tc->tcs = -1;
+        memset(tc->local.n, 0, sizeof tc->local.n);
         tc->a = NULL;
         tc->cell = -1; /* the parent's thread keeps writing it */
         tc->prev = tc->next = NULL;
@@ -232,6 +289,8 @@ static gf__tcache *gf__tc_get_slow(gf_arena *a) {
             return NULL;
         }
         tc->cell = -1;
+        tc->tcs = -1;
+        tc->arr = &tc->local;
         if (pthread_setspecific(gf__tc_key, tc) != 0) {
             free(tc);
             gf__tc = &gf__tc_none;
@@ -242,6 +301,7 @@ static gf__tcache *gf__tc_get_slow(gf_arena *a) {
     if (tc->disabled) return NULL;
     if (tc->a == a) return tc;
     if (tc->a) return NULL; /* bound to another arena */
+    gf__tc_share(tc, a);
     pthread_mutex_lock(&gf__tc_lock);
     tc->a = a;
     tc->prev = NULL;
@@ -299,7 +359,7 @@ static uint32_t gf__tc_refill(gf__tcache *tc, uint32_t c) {
     gf__arena_hdr *h = a->h;
     uint64_t usable = gf__class_size(c);
     uint32_t n = 0, batch = gf__tc_batch(c);
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     while (n < batch) {
         uint64_t head = h->heads[c];
         if (!head) break;
@@ -314,30 +374,24 @@ static uint32_t gf__tc_refill(gf__tcache *tc, uint32_t c) {
          * stays FREE: it now belongs to this thread (a crash here leaks it). */
         atomic_store_explicit(GF_A64(&h->heads[c]), b->next, memory_order_release);
         b->next = 0;
-        tc->blk[c][n++] = head;
+        tc->arr->blk[c][n++] = head;
     }
     if (n == 0) {
         uint64_t top = h->top, step = GF__HDR_SIZE + usable;
+        gf_off prev = h->last;
         while (n < batch && top + step * (n + 1) <= h->reserve) {
-            gf__block *b = (gf__block *)(a->base + top + step * n);
-            b->cls = c;
-            b->self = top + step * n + GF__HDR_SIZE;
-            b->usable = usable;
-            b->next = 0;
-            b->flags = 0;
-            b->owner = a->ident;
-            b->shares = 0;
-            atomic_store_explicit(GF_A32(&b->magic), GF__BLK_FREE, memory_order_relaxed);
-            /* cache in reverse so that the lowest address is handed out first */
+            prev = gf__bump_hdr(a, top + step * n, prev, c, usable, GF__BLK_FREE, 0);
             n++;
         }
-        for (uint32_t i = 0; i < n; i++) tc->blk[c][i] = top + step * (n - 1 - i) + GF__HDR_SIZE;
-        /* release: the headers are written before the blocks exist (below top); one store
-         * commits the whole batch. */
-        if (n) atomic_store_explicit(GF_A64(&h->top), top + step * n, memory_order_release);
+        /* cache in reverse so that the lowest address is handed out first */
+        for (uint32_t i = 0; i < n; i++)
+            tc->arr->blk[c][i] = top + step * (n - 1 - i) + GF__HDR_SIZE;
+        /* one store commits the whole batch */
+        if (n) gf__bump_commit(a, top + step * n, prev);
     }
     pthread_mutex_unlock(&h->alloc_lock);
-    tc->n[c] = n;
+    atomic_signal_fence(memory_order_seq_cst); /* the entries before the count */
+    tc->arr->n[c] = n;
     return n;
 }
 
@@ -356,13 +410,24 @@ void gf__populate(void *p, size_t len) {
 /* The locked path of gf__alloc_raw for class c (payload `usable`): a free block of the class
  * (of any larger class when the arena is full), else a fresh one bumped. Result 0, *out, and
  * *fresh_out = 1 if bumped. Fails: GF_ENOSPC. */
-static int gf__alloc_locked(gf_arena *a, uint32_t c, uint64_t usable, uint32_t flags,
-                            gf_off *out, int *fresh_out) {
+/* noinline: kept out of gf__alloc_raw's thread-cache fast path (its registers and size). */
+__attribute__((noinline)) static int gf__alloc_locked(gf_arena *a, uint32_t c, uint64_t usable,
+                                                      uint32_t flags, gf_off *out,
+                                                      int *fresh_out) {
     gf__arena_hdr *h = a->h;
     gf_off off = 0;
     int fresh = 0;
-    gf__robust_lock(&h->alloc_lock);
-    for (uint32_t k = c; k < GF__NCLASS && !off; k++) {
+    gf__alloc_lock(a);
+    if (c >= GF__BIG_CLASS) {
+        int rc = gf__big_alloc_locked(a, c, usable, flags, &off, &fresh);
+        pthread_mutex_unlock(&h->alloc_lock);
+        if (rc < 0) return rc;
+        gf__stats_add(a, usable, 1);
+        *fresh_out = fresh;
+        *out = off;
+        return 0;
+    }
+    for (uint32_t k = c; k < GF__BIG_CLASS && !off; k++) {
         /* Reuse a free block of this class; only when the arena is full, any larger one. */
         uint64_t head = h->heads[k];
         if (!head) {
@@ -391,21 +456,17 @@ static int gf__alloc_locked(gf_arena *a, uint32_t c, uint64_t usable, uint32_t f
     if (!off) {
         uint64_t top = h->top;
         if (top + GF__HDR_SIZE + usable > h->reserve) {
+            /* Full: carve the small block out of a free big one (it never merges back). */
+            int rc = gf__big_alloc_locked(a, c, usable, flags, &off, &fresh);
             pthread_mutex_unlock(&h->alloc_lock);
-            return GF_ENOSPC;
+            if (rc < 0) return rc;
+            gf__stats_add(a, usable, 1);
+            *fresh_out = fresh;
+            *out = off;
+            return 0;
         }
-        gf__block *b = (gf__block *)(a->base + top);
-        b->cls = c;
-        b->self = top + GF__HDR_SIZE;
-        b->usable = usable;
-        b->next = 0;
-        b->flags = flags;
-        b->owner = a->ident;
-        b->shares = 0;
-        atomic_store_explicit(GF_A32(&b->magic), GF__BLK_LIVE, memory_order_relaxed);
-        /* release: the header is written before the block exists (below top). */
-        atomic_store_explicit(GF_A64(&h->top), top + GF__HDR_SIZE + usable, memory_order_release);
-        off = top + GF__HDR_SIZE;
+        off = gf__bump_hdr(a, top, h->last, c, usable, GF__BLK_LIVE, flags);
+        gf__bump_commit(a, top + GF__HDR_SIZE + usable, off);
         fresh = 1;
     }
     pthread_mutex_unlock(&h->alloc_lock);
@@ -427,8 +488,9 @@ int gf__alloc_raw(gf_arena *a, size_t size, uint32_t flags, gf_off *out, int *fr
 
     if (c < GF__TC_NCLASS) {
         gf__tcache *tc = gf__tc_get(a);
-        if (tc && (tc->n[c] || gf__tc_refill(tc, c))) {
-            gf_off off = tc->blk[c][--tc->n[c]];
+        if (tc && (tc->arr->n[c] || gf__tc_refill(tc, c))) {
+            gf__tcarr *t = tc->arr;
+            gf_off off = t->blk[c][--t->n[c]];
             gf__block *b = gf__blk(a, off);
             b->next = 0;
             b->flags = flags;
@@ -510,17 +572,27 @@ int gf_free(gf_arena *a, gf_off off) {
         if (!gf__mark_free(b)) return GF_EINVAL;
         b->flags = 0;
         uint32_t batch = gf__tc_batch(c);
-        if (tc->n[c] == 2 * batch) gf__tc_flush(tc, c, batch);
-        tc->blk[c][tc->n[c]++] = off;
+        gf__tcarr *t = tc->arr;
+        if (t->n[c] == 2 * batch) gf__tc_flush(tc, c, batch);
+        uint32_t k = t->n[c];
+        t->blk[c][k] = off;
+        atomic_signal_fence(memory_order_seq_cst); /* the entry before the count */
+        t->n[c] = k + 1;
         gf__stats_add_tc(tc, usable, -1);
         return 0;
     }
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     if (!gf__mark_free(b)) {
         pthread_mutex_unlock(&h->alloc_lock);
         return GF_EINVAL;
     }
     b->flags = 0;
+    if (c >= GF__BIG_CLASS) {
+        gf__big_free_locked(a, b);
+        pthread_mutex_unlock(&h->alloc_lock);
+        gf__stats_add(a, usable, -1);
+        return 0;
+    }
     b->next = h->heads[c];
     /* release: FREE and `next` are stored before the block is published on the list. */
     atomic_store_explicit(GF_A64(&h->heads[c]), off, memory_order_release);

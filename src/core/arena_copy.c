@@ -68,10 +68,17 @@ static void gf__copy_in(char *dst, const char *src, size_t n, int populate) {
 /* Allocate a plain block and copy n bytes from src into it (see gilfree.h). Result 0 and *out.
  * Fails: GF_EINVAL (n 0), GF_ENOSPC. */
 int gf_alloc_copy(gf_arena *a, const void *src, size_t n, gf_off *out) {
+    return gf__alloc_copy_held(a, src, n, out, 0);
+}
+
+/* As gf_alloc_copy; with `hold`, the block is recorded for this thread's next ring put
+ * (gf__block_hold_for_put) before the copy starts. Same results. */
+int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold) {
     if (!a || !out || (!src && n)) return GF_EINVAL;
     int fresh;
     int rc = gf__alloc_raw(a, n, 0, out, &fresh);
     if (rc < 0) return rc;
+    if (hold) gf__block_hold_for_put(a, *out);
     gf__copy_in(a->base + *out, src, n, fresh && n >= GF__POPULATE_MIN);
     return 0;
 }

@@ -9,8 +9,17 @@
  *   0                                                                 data_start         top
  *
  * A block is a 64-byte gf__block header followed by its payload; gf_alloc returns the offset
- * of the payload (64-byte aligned). Blocks are laid out back to back from data_start to `top`
- * and never split or merged: a freed block goes (LIFO) to the free list of its size class.
+ * of the payload (64-byte aligned). Blocks are laid out back to back from data_start to `top`;
+ * each header also names the block before it (`aprev`), so both neighbours are found in O(1).
+ *
+ * Small blocks (payload <= 4 KiB, classes < GF__BIG_CLASS) are never split or merged: a freed
+ * one goes (LIFO) to the free list of its size class, or to a thread's cache. Big blocks
+ * (arena_big.c) are split and coalesced: a free big block has class GF__CLS_BIG, any payload
+ * size (a multiple of 64), flag GF__BLK_BIN while it sits on the doubly linked list of its bin
+ * (the largest class not above its size), and it merges with free big neighbours when freed.
+ * The whole pages of free big blocks are returned to the kernel (fallocate PUNCH_HOLE on the
+ * memfd) once they have been free for the warm delay, or at once (oldest first) while more
+ * than the warm budget of freed memory is still backed (GILFREE_ARENA_WARM_MS, _WARM_MB).
  *
  * Crash safety. The allocator runs under a robust process-shared mutex. A process killed while
  * holding it leaves the lock "owner died"; the next locker marks it consistent and carries on.
@@ -19,6 +28,13 @@
  *   pop:   read head->next, then release-store the list head (one store commits the pop);
  *   push:  write the header's FREE magic and `next`, then release-store the list head.
  * So a death between two stores can leak one block, never corrupt a list.
+ * Big blocks need more than one store (a split writes the remainder's header, then commits
+ * with one store of the block's `usable`; a merge unlinks the neighbour, then commits with one
+ * store of the survivor's `usable`): the address-order walk (each block's `usable` leads to the
+ * next) is valid at every store, the bins, `aprev` links and counters may not be. A locker
+ * that finds the lock "owner died" therefore runs gf__heal, which rebuilds the bins, `aprev`,
+ * `last` and the counters from the walk (a big block popped but not yet handed out is listed
+ * again, adjacent free big blocks are merged).
  */
 #ifndef GF_ARENA_INTERNAL_H
 #define GF_ARENA_INTERNAL_H
@@ -30,11 +46,14 @@
 #include <sys/types.h>
 
 #define GF__ARENA_MAGIC 0x414e455245524647ull /* "GFRERENA" */
-#define GF__ARENA_VERSION 1u
+#define GF__ARENA_VERSION 2u
 
 #define GF__BLK_LIVE 0x4556494cu /* "LIVE" */
 #define GF__BLK_FREE 0x45455246u /* "FREE" */
 #define GF__BLK_OBJ 1u           /* flags: the payload starts with a gf_obj */
+#define GF__BLK_BIN 2u           /* flags (free big block): on its bin's list */
+#define GF__BLK_WARM 4u          /* flags (free big block): its pages may still be backed */
+#define GF__BLK_SYS 8u           /* flags: the allocator's own block (not counted by verify) */
 
 #define GF__HDR_SIZE 64u /* block header */
 
@@ -43,6 +62,10 @@
  * wasted, and that waste is address space, not memory, unless the bytes are touched. */
 #define GF__NSMALL 16
 #define GF__NCLASS (GF__NSMALL + 4 * 54)
+/* Classes from here on (payload > 4 KiB) are big: split and coalesced (arena_big.c). */
+#define GF__BIG_CLASS 24u
+/* The class field of a free big block (any size: not a class). */
+#define GF__CLS_BIG 0xB16u
 
 /* Slot ids fit 12 bits, generations 19 bits: ident = gen << 12 | slot stays below 2^31 (bit 31
  * is the waiters bit of gf_mutex words) and is never 0 (gen >= 1). */
@@ -57,7 +80,31 @@ _Static_assert(GF_ARENA_MAX_PROCS <= (1u << GF__SLOT_BITS), "slot ids must fit 1
  * 26 us (medians of 200). */
 #define GF__POPULATE_MIN ((size_t)64 << 10)
 
-enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1 };
+/* A slot's state. DEAD: its owner died and its holdings are not released yet (the slot's
+ * life lock is free; whoever takes it -- gf_arena_reclaim, or an attach -- releases them). */
+enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1, GF__SLOT_DEAD = 2 };
+
+#define GF__HELD_N 16  /* ledger entries per process: blocks allocated, not yet handed on */
+#define GF__SLOT_TCS 8 /* thread caches per process whose arrays live in the arena */
+
+/* Thread-cache geometry (arena_alloc.c): classes 0..23 (payloads up to 4 KiB), up to
+ * 2 batches of <= 64 blocks each. */
+#define GF__TC_NCLASS 24
+#define GF__TC_BATCH_MAX 64
+#define GF__TC_CAP (2 * GF__TC_BATCH_MAX)
+#define GF__TCARR_MAGIC 0x5243435446474e31ull
+
+/* The arrays of a thread's block cache. In an arena block registered in the process's slot
+ * (tcs[]) when it has one, so that survivors can give a dead process's cached blocks back
+ * (arena_reclaim.c); its owner updates them in an order that keeps them valid at every store
+ * (an entry below n[c] is written before n[c] counts it, n[c] drops before the entry is
+ * reused), so a kill at any point leaks at most one block, never lists one twice. */
+typedef struct gf__tcarr {
+    uint64_t magic; /* GF__TCARR_MAGIC */
+    uint32_t n[GF__TC_NCLASS];
+    uint32_t pad;
+    gf_off blk[GF__TC_NCLASS][GF__TC_CAP];
+} gf__tcarr;
 
 #define GF__NCELLS 1024 /* statistics cells for caching threads (one cache line each) */
 
@@ -69,8 +116,10 @@ typedef struct gf__block {
     uint64_t next;   /* free list: payload offset of the next free block, 0 = end */
     uint32_t flags;  /* GF__BLK_OBJ */
     uint32_t owner;  /* ident of the allocating process (debugging aid) */
-    uint64_t shares; /* plain blocks: holders beyond the first (gf_block_share); atomic */
-    uint64_t pad[2];
+    uint64_t shares; /* plain blocks: holders beyond the first (gf_block_share); atomic.
+                        Free big block: the previous block on its bin's list */
+    uint64_t aprev;  /* payload offset of the block just below this one, 0 for the first */
+    uint64_t freed;  /* free big block: CLOCK_MONOTONIC ns when it was freed (warm delay) */
 } gf__block;
 _Static_assert(sizeof(gf__block) == GF__HDR_SIZE, "block header is one cache line");
 
@@ -85,6 +134,10 @@ typedef struct gf__slot {
      * them on every alloc/free, other processes only read them in gf_arena_stats_get. */
     uint64_t in_use GF_ALIGNED(GF_CACHELINE);
     uint64_t live_blocks;
+    /* Holdings (arena_reclaim.c), written by the owner only: the ledger of blocks it
+     * allocated and has not handed on yet (0 = empty entry), and its thread caches' arrays. */
+    uint64_t held[GF__HELD_N] GF_ALIGNED(GF_CACHELINE);
+    uint64_t tcs[GF__SLOT_TCS];
 } GF_ALIGNED(GF_CACHELINE) gf__slot;
 
 typedef struct gf__arena_hdr {
@@ -100,7 +153,17 @@ typedef struct gf__arena_hdr {
     uint64_t top;       /* offset of the next block header to bump; read atomically outside */
     uint32_t slots_hwm; /* slots ever initialised; read atomically outside the lock */
     uint32_t pad0;
-    uint64_t heads[GF__NCLASS]; /* free-list heads (payload offsets) */
+    uint64_t heads[GF__NCLASS]; /* small classes: free-list heads (payload offsets) */
+    uint64_t last;              /* payload offset of the block just below top, 0 = none */
+    uint64_t bins[GF__NCLASS];  /* free big blocks, doubly linked, by floor class */
+    uint64_t bmap[(GF__NCLASS + 63) / 64]; /* bit set = bin may be non-empty (a hint) */
+    /* big-block counters (under the lock; read relaxed by gf_arena_stats_get) */
+    uint64_t big_free;   /* payload bytes of free big blocks */
+    uint64_t big_warm;   /* ... of those flagged WARM (possibly backed) */
+    uint64_t punched;    /* bytes handed back to the kernel, cumulative */
+    uint64_t reclaimed_blocks, reclaimed_bytes; /* released for dead processes, cumulative */
+    uint64_t heals;      /* gf__heal runs */
+    uint64_t warm_oldest; /* ns: no WARM block was freed before this (a lower bound) */
 
     /* statistics of processes without a slot (a forked child before
      * gf_arena_after_fork_child): relaxed atomics; see gf__slot for the rest */
@@ -135,6 +198,9 @@ struct gf_arena {
     pthread_t holder;
     uint32_t hold_state; /* futex word: 0 starting, 1 attached, 2 failed, 3 release asked */
     int hold_err;
+    /* this process's trimming policy (GILFREE_ARENA_WARM_MS / GILFREE_ARENA_WARM_MB) */
+    uint64_t warm_ms;
+    uint64_t warm_budget;
 };
 
 _Static_assert(offsetof(struct gf_arena, base) == offsetof(struct gf__arena_head, base) &&
@@ -221,10 +287,45 @@ int gf__attach_process(gf_arena *a);
  * or the pthread error number. */
 int gf__helper_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
-/* arena_alloc.c: lock a robust mutex, spinning up to gf__spin_ns() first; a dead previous
- * owner is fine (every store keeps the structure valid: see the top of this file). Never
- * fails. */
-void gf__robust_lock(pthread_mutex_t *m);
+/* arena_alloc.c: lock a robust mutex, spinning up to gf__spin_ns() first. Result 1 if its
+ * previous owner died holding it (the mutex is made consistent), else 0. */
+int gf__robust_lock(pthread_mutex_t *m);
+/* arena_big.c: repair the allocator after its lock was found "owner died" (see the top of this
+ * file). Caller holds alloc_lock. Never fails. */
+void gf__heal(gf_arena *a);
+/* Lock the allocator; heal it if the previous holder died. */
+static inline void gf__alloc_lock(gf_arena *a) {
+    if (GF_UNLIKELY(gf__robust_lock(&a->h->alloc_lock))) gf__heal(a);
+}
+/* Test hook: called at numbered points inside the big-block allocator while it holds the
+ * lock (tests kill the process there). */
+void gf__alloc_crash_point(int where) __attribute__((weak));
+#define GF__ALLOC_CRASH(n)                                                                     \
+    do {                                                                                       \
+        if (GF_UNLIKELY(gf__alloc_crash_point != NULL)) gf__alloc_crash_point(n);              \
+    } while (0)
+/* arena_big.c: the floor class of a free big block of `usable` bytes (its bin). */
+uint32_t gf__bin_of(uint64_t usable);
+/* arena_big.c: allocate a block of big class c (payload `usable`), caller holds alloc_lock:
+ * a free big block (split), else bumped. Result 0, *out, *fresh_out = 1 if its pages are not
+ * backed (bumped or punched). Fails: GF_ENOSPC. */
+int gf__big_alloc_locked(gf_arena *a, uint32_t c, uint64_t usable, uint32_t flags, gf_off *out,
+                         int *fresh_out);
+/* arena_big.c: free the big block b (already marked FREE), caller holds alloc_lock: merge with
+ * free neighbours, list it, punch what the policy says. Never fails. */
+void gf__big_free_locked(gf_arena *a, gf__block *b);
+/* arena_big.c: write a new block header at header offset `at` (>= top) with class c, payload
+ * `usable`, magic, flags, the block below it `aprev`; caller holds alloc_lock and checked the
+ * space. Result: its payload offset. The
+ * caller publishes it with gf__bump_commit. */
+gf_off gf__bump_hdr(gf_arena *a, uint64_t at, gf_off aprev, uint32_t c, uint64_t usable,
+                    uint32_t magic, uint32_t flags);
+/* arena_big.c: commit blocks written by gf__bump_hdr up to `newtop`, `last` the highest. */
+void gf__bump_commit(gf_arena *a, uint64_t newtop, gf_off last);
+/* arena_big.c: punch what the trimming policy says (over-budget oldest first, then everything
+ * older than max_age_ms). Caller holds alloc_lock. Never fails. */
+void gf__trim_locked(gf_arena *a, uint64_t budget, uint64_t max_age_ms);
+
 /* arena_alloc.c: initialise a robust process-shared mutex. Result 0 or a pthread error number. */
 int gf__robust_init(pthread_mutex_t *m);
 /* arena_alloc.c: prefault the whole pages of [p, p + len) in one system call (errors
@@ -235,6 +336,10 @@ void gf__populate(void *p, size_t len);
 int gf__alloc_raw(gf_arena *a, size_t size, uint32_t flags, gf_off *out, int *fresh_out);
 /* arena_alloc.c: as gf__alloc_raw, prefaulting a fresh large plain block. Same failures. */
 int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out);
+/* arena_reclaim.c: release the holdings recorded in slot i (its ledger's blocks, its thread
+ * caches' blocks and arrays); the caller holds the slot's life lock and its owner is gone.
+ * Result: the number of blocks released. Never fails. */
+int gf__slot_release(gf_arena *a, uint32_t i);
 /* arena_alloc.c: detach -- flush every thread's cached blocks of arena a. Never fails. */
 void gf__tc_detach(gf_arena *a);
 /* arena_alloc.c: after gf_arena_after_fork_child -- give the calling thread's cache a

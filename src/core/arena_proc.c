@@ -57,19 +57,22 @@ static int gf__slot_attach(gf_arena *a) {
     for (uint32_t i = 0; i < hwm; i++) {
         pthread_mutex_t *m = &h->slots[i].life;
         int r = pthread_mutex_trylock(m);
+        int dead = r == 0 && h->slots[i].state == GF__SLOT_DEAD;
         if (r == EOWNERDEAD) {
             /* Its owner died without detaching: the slot is ours now. */
             pthread_mutex_consistent(m);
             r = 0;
+            dead = 1;
         }
         if (r == 0) {
             gf__slot_take(a, i);
+            if (dead) gf__slot_release(a, i); /* what the dead owner held */
             return 0;
         }
     }
     /* Extend the table under the allocator lock. The new slot's mutex is initialised and
      * locked before hwm publishes it, so nobody else can take it first. */
-    gf__robust_lock(&h->alloc_lock);
+    gf__alloc_lock(a);
     int err = GF_EAGAIN;
     uint32_t i = h->slots_hwm;
     if (i < h->max_procs) {
@@ -110,8 +113,8 @@ int gf__ident_alive(gf_arena *a, uint32_t ident) {
         return atomic_load_explicit(GF_A32(&s->gen), memory_order_acquire) == gen;
     }
     if (r == EOWNERDEAD) {
-        /* The owner died: leave the slot free for the next attach. */
-        s->state = GF__SLOT_FREE;
+        /* The owner died: its holdings wait for gf_arena_reclaim or the next attach. */
+        s->state = GF__SLOT_DEAD;
         pthread_mutex_consistent(&s->life);
         pthread_mutex_unlock(&s->life);
         return 0;

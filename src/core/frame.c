@@ -83,3 +83,16 @@ int gf_frame_parse(const gf_arena *a, const void *msg, size_t len, gf_frame *out
     out->bufs = h.nbufs ? (const gf_frame_buf *)(const void *)bufs : NULL;
     return 0;
 }
+
+/* Free the out-of-band buffer blocks of the frame in msg (a message that is being dropped
+ * unread: its buffers belong to its receiver, which will never take them). Nothing if msg is
+ * not a valid frame. Never fails. */
+void gf__frame_drop(gf_arena *a, const void *msg, size_t len) {
+    gf_frame f;
+    if (!a || gf_frame_parse(a, msg, len, &f) != 0) return;
+    for (uint32_t i = 0; i < f.nbufs; i++) {
+        gf_frame_buf b;
+        memcpy(&b, &f.bufs[i], sizeof b);
+        if (b.block) gf_free(a, b.block);
+    }
+}

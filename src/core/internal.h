@@ -119,4 +119,31 @@ int gf__snap_put(gf_snap *s, size_t *cap, const void *k, uint64_t kl, const void
  * program. */
 void gf__dict_crash_point(int where) __attribute__((weak));
 
+/* arena_reclaim.c: the ledger of blocks a process allocated and has not handed on yet, so
+ * that survivors free them if it dies (gf_arena_reclaim). gf__block_hold records `off` and
+ * returns a handle (0: not recorded -- no slot of its own, or the ledger is full: the block
+ * then leaks if the process dies before handing it on); gf__block_unhold(a, handle) drops
+ * the record, just *before* the store that hands the block on (a kill between the two leaks
+ * it, never frees a block someone else owns). Never fail. */
+int gf__block_hold(gf_arena *a, gf_off off);
+void gf__block_unhold(gf_arena *a, int handle);
+/* As gf__block_hold, for a block the calling thread's next ring put hands on (an out-of-band
+ * buffer of the message it is encoding): that put calls gf__held_put, which drops every such
+ * record just before the put commits. gf__block_unhold_off drops the record of `off` (the
+ * message was not sent: the caller frees the block). Never fail. */
+int gf__block_hold_for_put(gf_arena *a, gf_off off);
+extern __thread int gf__pend_n __attribute__((tls_model("initial-exec")));
+void gf__held_put_slow(gf_arena *a);
+static inline void gf__held_put(gf_arena *a) {
+    if (__builtin_expect(gf__pend_n != 0, 0)) gf__held_put_slow(a);
+}
+void gf__block_unhold_off(gf_arena *a, gf_off off);
+/* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
+ * (gf__block_hold_for_put) from before the copy. */
+int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold);
+
+/* frame.c: free the out-of-band buffer blocks of the frame in msg, a message dropped unread
+ * (nothing if it is not a valid frame). Never fails. */
+void gf__frame_drop(gf_arena *a, const void *msg, size_t len);
+
 #endif /* GF_INTERNAL_H */

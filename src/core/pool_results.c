@@ -43,7 +43,7 @@ int gf__pool_lq_push(gf_pool *p, uint64_t id, int status, int worker, const void
  * (its payload stays in the message: the caller keeps the block); without, it is queued.
  * Result 1 if *out was filled, else 0. */
 static int gf__take_msg(gf_pool *p, gf_msg *m, gf_pool_result *out) {
-    gf__resrec h;
+    gf__resrec h = {0};
     if (m->len < sizeof h) goto drop;
     memcpy(&h, m->data, sizeof h);
     if (h.status == GF__ST_NOP) goto drop;
@@ -96,6 +96,10 @@ static int gf__take_msg(gf_pool *p, gf_msg *m, gf_pool_result *out) {
     gf__pool_lq_push(p, id, status, (int)h.worker, data, len, m->block, h.elapsed);
     return 0;
 drop:
+    /* a result nobody will take (its task was resolved or re-run after its worker died):
+     * its out-of-band buffers go with it */
+    if (m->len >= sizeof h && (h.status == GF_TASK_OK || h.status == GF_TASK_ERROR))
+        gf__frame_drop(p->a, (const unsigned char *)m->data + sizeof h, m->len - sizeof h);
     if (!out || m->block) gf_msg_release(p->a, m);
     return 0;
 }

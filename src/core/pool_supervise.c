@@ -89,11 +89,13 @@ void gf__pool_supervise(gf_pool *p, int64_t now) {
     p->last_sup = now;
     p->force_sup = 0;
     p->next_timeout = GF_FOREVER;
+    int gone = 0; /* workers that ended: what they held in the arena is released below */
     for (size_t k = 0; k < p->nret;) {
         int rc = gf_proc_wait(&p->ret[k], 0);
         if (rc == 0 || rc == GF_ECHILD || p->ret[k].reaped) {
             gf_proc_close(&p->ret[k]);
             p->ret[k] = p->ret[--p->nret];
+            gone++;
         } else
             k++;
     }
@@ -109,9 +111,13 @@ void gf__pool_supervise(gf_pool *p, int64_t now) {
     if (n && poll(p->pfd, n, 0) > 0) {
         for (nfds_t k = 0; k < n; k++)
             if (p->pfd[k].revents && p->w[p->pmap[k]].state == W_LIVE &&
-                p->w[p->pmap[k]].proc.pidfd == p->pfd[k].fd)
+                p->w[p->pmap[k]].proc.pidfd == p->pfd[k].fd) {
                 gf__on_death(p, p->pmap[k]);
+                gone++;
+            }
     }
+    if (gone) gf_arena_reclaim(p->a, GF_ARENA_RECLAIM_DEAD);
+    gf_arena_trim(p->a, 0); /* freed memory past the warm delay goes back to the kernel */
     /* Timeouts: the running task of a worker is the first on its list. */
     if (p->ntimed) {
         for (uint32_t i = 0; i < p->opt.max_workers; i++) {

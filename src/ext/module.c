@@ -24,10 +24,35 @@ static PyObject *mod_arena_stats(PyObject *m, PyObject *Py_UNUSED(args)) {
     gf_arena_stats s;
     int rc = gf_arena_stats_get(st->arena, &s);
     if (rc < 0) return gf_raise(st, rc, "arena_stats");
-    return Py_BuildValue("{sKsKsKsKsI}", "reserved", (unsigned long long)s.reserved, "top",
-                         (unsigned long long)s.top, "in_use", (unsigned long long)s.in_use,
-                         "live_blocks", (unsigned long long)s.live_blocks, "live_procs",
-                         (unsigned)s.live_procs);
+    return Py_BuildValue(
+        "{sKsKsKsKsIsKsKsKsKsKsKsK}", "reserved", (unsigned long long)s.reserved, "top",
+        (unsigned long long)s.top, "in_use", (unsigned long long)s.in_use, "live_blocks",
+        (unsigned long long)s.live_blocks, "live_procs", (unsigned)s.live_procs, "backing",
+        (unsigned long long)s.backing, "free", (unsigned long long)s.free, "warm",
+        (unsigned long long)s.warm, "punched", (unsigned long long)s.punched,
+        "reclaimed_blocks", (unsigned long long)s.reclaimed_blocks, "reclaimed_bytes",
+        (unsigned long long)s.reclaimed_bytes, "heals", (unsigned long long)s.heals);
+}
+
+static PyObject *mod_arena_reclaim(PyObject *m, PyObject *Py_UNUSED(args)) {
+    gf_state *st = PyModule_GetState(m);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = gf_arena_reclaim(st->arena, GF_ARENA_RECLAIM_DEAD);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) return gf_raise(st, rc, "arena_reclaim");
+    return PyLong_FromLong(rc);
+}
+
+static PyObject *mod_arena_trim(PyObject *m, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"all", NULL};
+    int all = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:arena_trim", kwlist, &all)) return NULL;
+    gf_state *st = PyModule_GetState(m);
+    int rc;
+    Py_BEGIN_ALLOW_THREADS rc = gf_arena_trim(st->arena, all);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) return gf_raise(st, rc, "arena_trim");
+    Py_RETURN_NONE;
 }
 
 static PyObject *mod_strerror(PyObject *Py_UNUSED(m), PyObject *arg) {
@@ -42,7 +67,18 @@ static PyMethodDef mod_methods[] = {
     {"arena_fd", mod_arena_fd, METH_NOARGS,
      "The memfd of this process tree's shared-memory arena (to pass to a spawned child)."},
     {"arena_stats", mod_arena_stats, METH_NOARGS,
-     "Statistics of the shared-memory arena: reserved, top, in_use, live_blocks, live_procs."},
+     "Statistics of the shared-memory arena: reserved, top, in_use, live_blocks, live_procs;\n"
+     "backing (bytes the memfd really holds), free (bytes in free big blocks), warm (of those,\n"
+     "freed recently and possibly still backed), punched (bytes handed back to the kernel),\n"
+     "reclaimed_blocks / reclaimed_bytes (released for dead processes), heals."},
+    {"arena_reclaim", mod_arena_reclaim, METH_NOARGS,
+     "Release what every dead process held in the arena (blocks it allocated and had not\n"
+     "handed on, its thread caches' blocks). Returns the number of blocks released. A pool\n"
+     "does this itself when a worker ends."},
+    {"arena_trim", (PyCFunction)(void (*)(void))mod_arena_trim, METH_VARARGS | METH_KEYWORDS,
+     "arena_trim(all=True)\n--\n\nReturn free arena memory to the kernel: with all=True the\n"
+     "pages of every free block over 4 KiB, else only those past the warm delay\n"
+     "(GILFREE_ARENA_WARM_MS) or over the warm budget (GILFREE_ARENA_WARM_MB)."},
     {"strerror", mod_strerror, METH_O, "Describe a core error code: 'NAME: message'."},
     {NULL, NULL, 0, NULL},
 };

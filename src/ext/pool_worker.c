@@ -449,10 +449,12 @@ static int worker_loop(gf_state *st, pool_obj *self, gf_worker *w) {
         int status = GF_TASK_OK, ok;
         if (res) {
             gf_npalloc_lend(1); /* arrays made here may go by reference (see below) */
-            ok = gf_encode(st, res, 0, &e) == 0;
+            /* _for_put: its buffers are freed by the survivors if this worker dies first */
+            ok = gf_encode_for_put(st, res, 0, &e) == 0;
             if (!ok && kind == K_BATCH) { /* isolate the unpicklable results, try again */
                 PyErr_Clear();
-                ok = batch_sanitize(st, self, res) == 0 && gf_encode(st, res, 0, &e) == 0;
+                ok = batch_sanitize(st, self, res) == 0 &&
+                     gf_encode_for_put(st, res, 0, &e) == 0;
             }
             gf_npalloc_lend(0);
             if (!ok) {

@@ -116,12 +116,13 @@ int gf__ring_peer_gone(gf_state *st, RingObject *self) {
 int gf__ring_put_frame(gf_state *st, RingObject *self, gf_enc *e, int64_t deadline) {
     int rc, sliced;
     /* First without releasing the GIL: the common case (room in the ring) costs no switch. */
-    rc = gf_ring_putv(st->arena, self->tx, e->iov, e->iovcnt, 0);
+    rc = gf_ring_putv_frame(st->arena, self->tx, e->iov, e->iovcnt, 0);
     if (rc != GF_ETIMEDOUT || deadline == 0) return rc;
     for (;;) {
         if (self->closed) return GF__HANDLE_CLOSED;
         int64_t d = gf__ring_slice_deadline(self, deadline, &sliced);
-        RING_BLOCKING(self, st, rc, gf_ring_putv(st->arena, self->tx, e->iov, e->iovcnt, d));
+        RING_BLOCKING(self, st, rc,
+                      gf_ring_putv_frame(st->arena, self->tx, e->iov, e->iovcnt, d));
         if (rc < 0 && rc != GF_EINTR && self->closed) return GF__HANDLE_CLOSED;
         if (rc == GF_ETIMEDOUT && sliced) {
             if (gf__ring_peer_gone(st, self)) return GF_EPIPE;
@@ -242,7 +243,7 @@ PyObject *gf__ring_get_one(gf_state *st, RingObject *self, int64_t deadline, int
 /* See ring_handle.h. */
 PyObject *gf__ring_put_obj(gf_state *st, RingObject *self, PyObject *obj, int64_t deadline) {
     gf_enc e;
-    if (gf_encode(st, obj, 0, &e) < 0) return NULL;
+    if (gf_encode_for_put(st, obj, 0, &e) < 0) return NULL;
     gf_chan *c = self->tasks ? gf__chan_of(st, self->chan) : NULL;
     if (c) gf__chan_tasks_add(c, 1);
     int rc = gf__ring_put_frame(st, self, &e, deadline);

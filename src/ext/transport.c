@@ -19,9 +19,14 @@
  */
 #include "transport.h"
 
+#include "../core/internal.h"
 #include "npalloc.h"
 
 #include <string.h>
+
+/* Set while gf_encode_for_put runs: every out-of-band block is held in the ledger as soon as
+ * it exists (the copy into it takes a while: a sender killed meanwhile loses nothing). */
+static __thread int hold_for_put;
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "frames are little-endian; add byte swapping for this target"
@@ -111,6 +116,7 @@ static int oob_copy(gf_state *st, PyObject *lst, gf_enc *e) {
             blk = (gf_off)((const char *)v.buf - base);
             if (gf_block_size(st->arena, blk) >= (size_t)v.len && gf_npalloc_may_share(blk) &&
                 gf_block_share(st->arena, blk) == 0) {
+                if (hold_for_put) gf__block_hold_for_put(st->arena, blk); /* the share */
                 e->bufs[i].block = blk;
                 e->bufs[i].len = (uint64_t)v.len;
                 e->nbufs = (uint32_t)(i + 1);
@@ -120,12 +126,13 @@ static int oob_copy(gf_state *st, PyObject *lst, gf_enc *e) {
         }
         /* One copy into a new block (split over threads when large). The exported view keeps
          * the buffer alive and unresized while the GIL is released. */
-        int rc;
+        int rc, hold = hold_for_put;
         if (v.len >= (1 << 20)) {
-            Py_BEGIN_ALLOW_THREADS rc = gf_alloc_copy(st->arena, v.buf, (size_t)v.len, &blk);
+            Py_BEGIN_ALLOW_THREADS rc = gf__alloc_copy_held(st->arena, v.buf, (size_t)v.len,
+                                                            &blk, hold);
             Py_END_ALLOW_THREADS
         } else {
-            rc = gf_alloc_copy(st->arena, v.buf, (size_t)v.len, &blk);
+            rc = gf__alloc_copy_held(st->arena, v.buf, (size_t)v.len, &blk, hold);
         }
         if (rc < 0) {
             PyBuffer_Release(&v);
@@ -334,9 +341,20 @@ int gf_encode(gf_state *st, PyObject *obj, int raw, gf_enc *e) {
 }
 
 /* See transport.h. */
+int gf_encode_for_put(gf_state *st, PyObject *obj, int raw, gf_enc *e) {
+    hold_for_put = 1;
+    int rc = gf_encode(st, obj, raw, e);
+    hold_for_put = 0;
+    return rc;
+}
+
+/* See transport.h. */
 void gf_enc_done(gf_state *st, gf_enc *e, int sent) {
     if (!sent) {
-        for (uint32_t i = 0; i < e->nbufs; i++) gf_free(st->arena, e->bufs[i].block);
+        for (uint32_t i = 0; i < e->nbufs; i++) {
+            gf__block_unhold_off(st->arena, e->bufs[i].block);
+            gf_free(st->arena, e->bufs[i].block);
+        }
         if (e->undo) run_undo(e->undo);
     }
     if (e->bufs && e->bufs != e->bufs_small) PyMem_Free(e->bufs);

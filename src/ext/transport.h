@@ -42,6 +42,11 @@ int gf_encode(gf_state *st, PyObject *obj, int raw, gf_enc *e);
  * out-of-band blocks and run the undo actions (references taken for a receiver). Never fails
  * (an undo error is written as unraisable). */
 void gf_enc_done(gf_state *st, gf_enc *e, int sent);
+/* As gf_encode, for a message this thread puts into a ring next: its out-of-band blocks are
+ * recorded in this process's ledger from their allocation until that put commits (the ring
+ * drops them just before), so that the survivors free them if the process dies first. Only
+ * for a message put right away: a block freed while still recorded would be freed again. */
+int gf_encode_for_put(gf_state *st, PyObject *obj, int raw, gf_enc *e);
 
 /* Copy the whole frame of `e` into dst (e->total bytes). */
 void gf_enc_flatten(const gf_enc *e, char *dst);

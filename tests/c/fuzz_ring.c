@@ -38,6 +38,10 @@ static void fz_init(void) {
     if (gf_ring_put(A, R, msg, 100000 > sizeof msg ? sizeof msg : 0, 0) != 0) abort();
     static char big[200000];
     if (gf_ring_put(A, R, big, sizeof big, 0) != 0) abort(); /* a block record */
+    gf_frame_hdr fh; /* a frame record (flagged) */
+    if (gf_frame_header(&fh, GF_FRAME_BYTES, 5, 0) != 0) abort();
+    struct iovec fv[2] = {{&fh, sizeof fh}, {"hello", 5}};
+    if (gf_ring_putv_frame(A, R, fv, 2, 0) != 0) abort();
     gf__ring *r = gf__ring_ptr(A, R);
     memcpy(pristine, &r->tail, 8);
     memcpy(pristine + 8, &r->head, 8);
