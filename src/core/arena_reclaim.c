@@ -64,13 +64,17 @@ void gf__held_put_slow(gf_arena *a) {
 
 void gf__block_unhold_off(gf_arena *a, gf_off off) {
     if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != getpid()) return;
+    if (gf__pend.a != a) return;
     uint64_t *held = a->h->slots[a->slot].held;
-    for (int i = 0; i < GF__HELD_N; i++) {
+    /* Only the records held for the next put: the block may also be recorded for another
+     * reason (a NumPy array made here, src/ext/npalloc.c) and that record stays. Every such
+     * record: a message held twice (put retried) is recorded twice. */
+    for (int k = 0; k < gf__pend_n; k++) {
+        int i = gf__pend.h[k] - 1;
         if (atomic_load_explicit(GF_A64(&held[i]), memory_order_relaxed) != off) continue;
         atomic_store_explicit(GF_A64(&held[i]), 0, memory_order_release);
-        for (int k = 0; k < gf__pend_n; k++)
-            if (gf__pend.h[k] == i + 1) gf__pend.h[k--] = gf__pend.h[--gf__pend_n];
-    } /* every entry: a message held twice (put retried) is recorded twice */
+        gf__pend.h[k--] = gf__pend.h[--gf__pend_n];
+    }
 }
 
 /* List the blocks cached in the arrays at `off` (a dead thread's cache) on their free lists.

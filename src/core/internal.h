@@ -129,7 +129,7 @@ int gf__block_hold(gf_arena *a, gf_off off);
 void gf__block_unhold(gf_arena *a, int handle);
 /* As gf__block_hold, for a block the calling thread's next ring put hands on (an out-of-band
  * buffer of the message it is encoding): that put calls gf__held_put, which drops every such
- * record just before the put commits. gf__block_unhold_off drops the record of `off` (the
+ * record just before the put commits. gf__block_unhold_off drops those records of `off` (the
  * message was not sent: the caller frees the block). Never fail. */
 int gf__block_hold_for_put(gf_arena *a, gf_off off);
 extern __thread int gf__pend_n __attribute__((tls_model("initial-exec")));

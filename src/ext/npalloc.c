@@ -29,6 +29,8 @@
  */
 #include "npalloc.h"
 
+#include "../core/internal.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +55,10 @@ typedef struct {
 #define NP_API_GET_HANDLER 305 /* PyDataMem_GetHandler */
 #define NP_FEATURE_1_22 0x0fu
 #define NP_DEFAULT_MIN ((size_t)128 << 10) /* see DESIGN.md for the measurement */
+/* Arrays recorded in this process's arena ledger (gf__block_hold) at most at once: a worker
+ * SIGKILLed mid-task then leaks none of them (the survivors free its holder). The ledger has
+ * GF__HELD_N entries; the rest stay for the out-of-band buffers of messages being sent. */
+#define NP_LEDGER 8
 
 static struct {
     gf_arena *arena;
@@ -68,6 +74,10 @@ static struct {
     gf_off *tab;        /* open addressing, 0 = empty, capacity a power of two */
     size_t cap, n;
     uint64_t bytes;
+    struct {
+        gf_off off;
+        int h; /* gf__block_hold handle; 0 = unused */
+    } led[NP_LEDGER];   /* guarded by g.mu */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static _Thread_local int tl_lend;
@@ -144,13 +154,41 @@ static int in_arena(const void *p) {
     return g.base && (const char *)p >= g.base && (const char *)p < g.base + g.size;
 }
 
-/* A new arena block of n bytes recorded as live, or NULL. */
+/* Record `off` in the arena ledger if an entry is free (caller holds g.mu). */
+static void led_add(gf_off off) {
+    for (int i = 0; i < NP_LEDGER; i++) {
+        if (g.led[i].h) continue;
+        g.led[i].h = gf__block_hold(g.arena, off);
+        if (g.led[i].h) g.led[i].off = off;
+        return;
+    }
+}
+
+/* Take `off` out of this process's bookkeeping of the ledger: its handle, or 0 (caller holds
+ * g.mu). The caller unholds before it frees: a death between the two then leaks the block
+ * instead of freeing it twice. */
+static int led_take(gf_off off) {
+    for (int i = 0; i < NP_LEDGER; i++) {
+        if (g.led[i].h && g.led[i].off == off) {
+            int h = g.led[i].h;
+            g.led[i].h = 0;
+            return h;
+        }
+    }
+    return 0;
+}
+
+/* A new arena block of n bytes recorded as live (and in the arena ledger while it has room),
+ * or NULL. */
 static void *arena_get(size_t n) {
     gf_off off;
     if (!g.on || gf_alloc(g.arena, n, &off) < 0) return NULL;
     pthread_mutex_lock(&g.mu);
     int rc = g.on ? set_add(off) : -1;
-    if (rc == 0) g.bytes += gf_block_size(g.arena, off);
+    if (rc == 0) {
+        g.bytes += gf_block_size(g.arena, off);
+        led_add(off);
+    }
     pthread_mutex_unlock(&g.mu);
     if (rc < 0) {
         gf_free(g.arena, off);
@@ -163,9 +201,13 @@ static void *arena_get(size_t n) {
 static void arena_put(void *p) {
     gf_off off = gf_off_of(g.arena, p);
     pthread_mutex_lock(&g.mu);
-    int mine = set_del(off);
-    if (mine) g.bytes -= gf_block_size(g.arena, off);
+    int mine = set_del(off), h = 0;
+    if (mine) {
+        g.bytes -= gf_block_size(g.arena, off);
+        h = led_take(off);
+    }
     pthread_mutex_unlock(&g.mu);
+    gf__block_unhold(g.arena, h);
     if (mine) gf_free(g.arena, off);
 }
 
@@ -225,6 +267,8 @@ static void at_fork_child(void) {
             i = (size_t)-1; /* the deletion moved entries: start over */
         }
     }
+    /* The ledger records are the parent's (its slot): the child's holders are its own. */
+    memset(g.led, 0, sizeof g.led);
     pthread_mutex_unlock(&g.mu);
 }
 
@@ -233,8 +277,11 @@ static void npalloc_exit_release(gf_state *Py_UNUSED(st)) {
     if (!g.installed) return;
     pthread_mutex_lock(&g.mu);
     g.on = 0;
-    for (size_t i = 0; i < g.cap; i++)
-        if (g.tab[i]) gf_free(g.arena, g.tab[i]);
+    for (size_t i = 0; i < g.cap; i++) {
+        if (!g.tab[i]) continue;
+        gf__block_unhold(g.arena, led_take(g.tab[i]));
+        gf_free(g.arena, g.tab[i]);
+    }
     if (g.tab) memset(g.tab, 0, g.cap * sizeof *g.tab);
     g.n = 0;
     g.bytes = 0;
@@ -339,13 +386,17 @@ int gf_npalloc_unshare(gf_state *st, gf_enc *e) {
         int rc;
         const void *src = gf_ptr(st->arena, blk);
         size_t len = (size_t)e->bufs[i].len;
-        Py_BEGIN_ALLOW_THREADS rc = gf_alloc_copy(st->arena, src, len, &copy);
+        /* held for the put (as every result buffer): a death before it frees the copy */
+        Py_BEGIN_ALLOW_THREADS rc = gf__alloc_copy_held(st->arena, src, len, &copy, 1);
         Py_END_ALLOW_THREADS
         if (rc < 0) {
             gf_raise(st, rc, "result array");
             return -1;
         }
-        gf_free(st->arena, blk); /* the message's holder; the live array keeps its own */
+        /* the message's holder (its record for the put first: a death between the two
+         * leaks it, never frees it twice); the live array keeps its own */
+        gf__block_unhold_off(st->arena, blk);
+        gf_free(st->arena, blk);
         e->bufs[i].block = copy;
     }
     return 0;

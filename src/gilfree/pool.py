@@ -320,7 +320,10 @@ class Pool:
         (or a leaving collector handed over, _bg_handoff); a thread that starts waiting makes
         it let go at once (_core.Pool.wake)."""
         handoff, self._bg_handoff = self._bg_handoff, False
-        if self._drained or not self._pending or (self._waiters and not handoff):
+        if self._drained or (self._waiters and not handoff):
+            return
+        if not self._pending:
+            self._bg_idle_pass()
             return
         self._bg_collecting = not handoff
         if not self._collect.acquire(False):
@@ -342,6 +345,22 @@ class Pool:
                 traceback.print_exc()
         finally:
             self._bg_collecting = False
+            self._collect.release()
+
+    def _bg_idle_pass(self):
+        """Nothing outstanding: one non-blocking visit to the core (at most every _SLICE s),
+        so that an idle pool still supervises -- replaces a worker that died, releases the
+        blocks of the results it handed out last, reclaims what dead workers held, and returns
+        freed arena memory to the kernel once the warm delay is over (issue 12)."""
+        if not self._core_is_local or not self._collect.acquire(False):
+            return
+        try:
+            if not self._drained and not self._pending:
+                self._collect_once(0)
+        except Exception:
+            if not self._bg_stop:
+                traceback.print_exc()
+        finally:
             self._collect.release()
 
     def _cancel_ids(self, ids):
