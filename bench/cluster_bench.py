@@ -234,7 +234,7 @@ def main(argv=None):
             "load_average_before": load0, "load_average_after": load1, "rounds": rounds,
             "tiny_rounds": min(rounds, a.tiny_rounds),
             "note": ("measured while other jobs ran (load average above 1)"
-                     if max(load0, load1) > 1.0 else "measured on a quiet machine")}
+                     if max(load0[0], load1[0]) > 1.0 else "measured on a quiet machine")}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", a.name + ".json"), "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
