@@ -295,9 +295,8 @@ def table(s, minutes, seed, wall):
     rows += [
              ("unexpected outcomes", sum(s.unexpected.values()))]
     out = ["# Soak run of the fault suite (tests/faults/soak.py)", "",
-           "%.1f minutes asked, %.1f run, seed %d, %d CPUs; measured under load (other "
-           "sessions were running on the machine)." % (minutes, wall / 60, seed,
-                                                        os.cpu_count()),
+           "%.1f minutes asked, %.1f run, seed %d, %d CPUs; 1-minute load average at the "
+           "end %.2f (the soak's own load included)." % (minutes, wall / 60, seed, os.cpu_count(), os.getloadavg()[0]),
            "", "| count | value |", "| --- | --- |"]
     out += ["| %s | %s |" % r for r in rows]
     if s.unexpected:
