@@ -513,7 +513,8 @@ typedef struct gf_sock_rx {
     uint8_t hgot;  /* header bytes read */
     uint8_t hlen;  /* header length once known (4 or 12); 0 before */
     uint8_t notsock;
-    uint8_t _pad;
+    uint8_t rcvmode;  /* how a wait sleeps: unset / SO_RCVTIMEO / ppoll (sock.c) */
+    int64_t timeo_ns; /* the SO_RCVTIMEO this reader set on its socket (0: none) */
 } gf_sock_rx;
 
 /* Start a reader that accepts payloads of at most `max` bytes (0: GF_SOCK_DEFAULT_MAX;

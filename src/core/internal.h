@@ -49,6 +49,8 @@ int64_t gf__spin_ns(void);
 int gf__futex_wait(uint32_t *addr, uint32_t expected, int64_t deadline);
 /* When a sleep until `deadline` must end (sooner if an interrupt slice is set: *sliced). */
 int64_t gf__sleep_until(int64_t deadline, bool *sliced);
+/* The interrupt slice in ns (gf_set_interrupt_slice), 0 when none is set. */
+int64_t gf__interrupt_slice(void);
 /* True if an interrupt slice is set and `since` lies at least one slice in the past. */
 bool gf__interrupt_due(int64_t since);
 /* Wake up to n waiters (INT32_MAX: all). Result: number woken (>= 0). */

@@ -9,9 +9,15 @@
  * the reader's limit before anything is allocated, and gf_sock_rx_next_cap grows a buffer
  * only as fast as bytes really arrive.
  *
- * Never blocks in the kernel past a deadline on a socket: every recv/send is MSG_DONTWAIT
- * and waits go through ppoll with the interrupt slice (gf__sleep_until). A fd that is not a
- * socket (ENOTSOCK) is read and written with read()/write() after poll().
+ * Waiting for bytes: a reader first spins on recv(MSG_DONTWAIT) for the spin budget
+ * (gf__spin_ns: a peer that answers within microseconds is caught without a sleep and a
+ * cross-CPU wake-up). Then, when an interrupt slice is set (the Python extension sets one),
+ * it sleeps in one blocking recv bounded by SO_RCVTIMEO = the slice (set on the socket the
+ * first time it sleeps): one system call per sleep, and the socket timeout makes a signal
+ * interrupt it with EINTR even under SA_RESTART (socket(7)); the slice's end is GF_EINTR
+ * for the caller's signal check. Without a slice, for deadlines nearer than a slice, on
+ * O_NONBLOCK sockets and for writers, waits go through ppoll. A fd that is not a socket
+ * (ENOTSOCK) is read and written with read()/write() after poll().
  */
 #include "internal.h"
 
@@ -19,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -179,29 +186,80 @@ int gf_sock_rx_pending(const gf_sock_rx *rx) {
     return rx->hgot > 0;
 }
 
+/* rx->rcvmode: how a reader on this socket sleeps. */
+enum { GF__RCV_UNSET = 0, GF__RCV_TIMEO = 1, GF__RCV_POLL = 2 };
+
+/* Whether a read on socket fd may sleep in a blocking recv: an interrupt slice is set, the
+ * deadline is at least a slice away and the socket is not known to be non-blocking; sets
+ * SO_RCVTIMEO to the slice when it differs from the one set. Result 1, or 0 (wait in ppoll:
+ * its timeout is exact, SO_RCVTIMEO's is rounded to the kernel's tick). */
+static int gf__rcv_may_block(gf_sock_rx *rx, int fd, int64_t deadline, int64_t now) {
+    int64_t slice = gf__interrupt_slice();
+    if (rx->rcvmode == GF__RCV_POLL || slice <= 0) return 0;
+    if (deadline != GF_FOREVER && deadline - now < slice) return 0;
+    if (rx->rcvmode != GF__RCV_TIMEO || rx->timeo_ns != slice) {
+        int64_t us = (slice + 999) / 1000;
+        struct timeval tv = {.tv_sec = us / 1000000, .tv_usec = us % 1000000};
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+            rx->rcvmode = GF__RCV_POLL;
+            return 0;
+        }
+        rx->rcvmode = GF__RCV_TIMEO;
+        rx->timeo_ns = slice;
+    }
+    return 1;
+}
+
+/* recv on a socket that had nothing: spin with MSG_DONTWAIT for the spin budget (not past
+ * the deadline), then one blocking recv if gf__rcv_may_block. Result: recv's (-1 with errno;
+ * EAGAIN after a blocking recv whose slice ended sets *slept). */
+static ssize_t gf__recv_wait(gf_sock_rx *rx, int fd, void *buf, size_t n, int64_t deadline,
+                             int *slept) {
+    int64_t now = gf_now_ns(), end = now + gf__spin_ns();
+    if (deadline != GF_FOREVER && deadline < end) end = deadline;
+    ssize_t r;
+    do {
+        r = recv(fd, buf, n, MSG_DONTWAIT);
+    } while (r < 0 && errno == EAGAIN && (now = gf_now_ns()) < end);
+    if (r >= 0 || errno != EAGAIN || !gf__rcv_may_block(rx, fd, deadline, now)) return r;
+    r = recv(fd, buf, n, 0);
+    if (r < 0 && errno == EAGAIN) {
+        if (gf_now_ns() - now >= rx->timeo_ns / 2) *slept = 1;
+        else rx->rcvmode = GF__RCV_POLL; /* EAGAIN at once: an O_NONBLOCK socket */
+    }
+    return r;
+}
+
 /* Read up to n bytes (n > 0) when some are available, waiting until deadline. Result: bytes
- * read (> 0), 0 at end of file (ECONNRESET counts as end of file). Fails: GF_EINTR,
- * GF_ETIMEDOUT, GF_EBADF, other errno codes. */
+ * read (> 0), 0 at end of file (ECONNRESET counts as end of file). Fails: GF_EINTR (a signal,
+ * or the interrupt slice ended: call again), GF_ETIMEDOUT, GF_EBADF, other errno codes. */
 static ssize_t gf__read_some(gf_sock_rx *rx, int fd, void *buf, size_t n, int64_t deadline) {
     if (fd < 0) return GF_EBADF;
+    int waited = 0;
     for (;;) {
         ssize_t r;
-        if (!rx->notsock) {
-            r = recv(fd, buf, n, MSG_DONTWAIT);
-            if (r < 0 && errno == ENOTSOCK) {
-                rx->notsock = 1;
-                continue;
-            }
-        } else {
+        int slept = 0;
+        if (rx->notsock) {
             int w = gf_sock_wait(fd, POLLIN, deadline);
             if (w < 0) return w;
             r = read(fd, buf, n);
+        } else if (!waited && deadline != 0) {
+            r = gf__recv_wait(rx, fd, buf, n, deadline, &slept);
+            waited = 1;
+        } else {
+            r = recv(fd, buf, n, MSG_DONTWAIT);
+        }
+        if (r < 0 && errno == ENOTSOCK) {
+            rx->notsock = 1;
+            continue;
         }
         if (r >= 0) return r;
         switch (errno) {
         case EINTR: return GF_EINTR;
         case ECONNRESET: return 0;
         case EAGAIN: {
+            if (slept) return GF_EINTR;
+            if (deadline == 0) return GF_ETIMEDOUT;
             int w = gf_sock_wait(fd, POLLIN, deadline);
             if (w < 0) return w;
             break;

@@ -127,10 +127,11 @@ typedef struct {
     int64_t deadline;
 } sc_call;
 
-/* One core call for c (any GIL state); `wait_first`: the fd was just found not ready, so
- * wait for it before trying again (saves a system call). Result: the core's. */
+/* One core call for c (any GIL state); `wait_first`: the fd was just found not ready, so a
+ * send waits for room before trying again (saves a system call; a reader waits by itself:
+ * it spins, then sleeps in one recv, see sock.c). Result: the core's. */
 static int sc_step(sc_call *c, int fd, int64_t deadline, int wait_first) {
-    if (wait_first && c->op != SC_POLL) {
+    if (wait_first && c->op == SC_SEND) {
         int w = gf_sock_wait(fd, c->op == SC_SEND ? POLLOUT : POLLIN, deadline);
         if (w < 0) return w;
     }

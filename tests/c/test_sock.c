@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 
 static void pair(int fds[2]) { ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0); }
 
@@ -223,6 +224,99 @@ TEST(interrupt_slice_wakes_forever_waits) {
     gf_set_interrupt_slice(0);
     ASSERT_EQ(gf_sock_wait(fd[1], POLLIN, gf_deadline_after(1000000)), GF_ETIMEDOUT);
     ASSERT(gf_sock_wait(fd[0], POLLOUT, 0) & POLLOUT);
+}
+
+/* The sleeping reader: with an interrupt slice set, a wait on an empty socket sleeps in one
+ * blocking recv bounded by SO_RCVTIMEO = the slice (set once), and ends as GF_EINTR. */
+TEST(sleeping_reader_sets_rcvtimeo) {
+    int fd[2];
+    pair(fd);
+    gf_set_interrupt_slice(20000000);
+    gf_sock_rx rx;
+    gf_sock_rx_init(&rx, 0);
+    double t0 = gf_test_now();
+    ASSERT_EQ(gf_sock_rx_header(&rx, fd[1], GF_FOREVER), GF_EINTR);
+    ASSERT(gf_test_now() - t0 >= 0.010);
+    struct timeval tv = {0, 0};
+    socklen_t tl = sizeof tv;
+    ASSERT_EQ(getsockopt(fd[1], SOL_SOCKET, SO_RCVTIMEO, &tv, &tl), 0);
+    ASSERT_EQ(tv.tv_sec, 0);
+    ASSERT(tv.tv_usec >= 19000 && tv.tv_usec <= 21000);
+    ASSERT_EQ(rx.timeo_ns, 20000000);
+    write_all(fd[0], "\0\0\0\2hi", 6);
+    void *buf = NULL;
+    size_t cap = 0;
+    ASSERT_OK(gf_sock_recv(&rx, fd[1], &buf, &cap, GF_FOREVER));
+    ASSERT(rx.len == 2 && memcmp(buf, "hi", 2) == 0);
+    free(buf);
+    gf_set_interrupt_slice(0);
+}
+
+/* A socket the caller made O_NONBLOCK cannot sleep in recv: the reader notices (EAGAIN at
+ * once) and waits in ppoll from then on, still receiving what a slow writer sends. */
+TEST(nonblocking_socket_waits_in_poll) {
+    int fd[2];
+    pair(fd);
+    ASSERT_EQ(fcntl(fd[1], F_SETFL, fcntl(fd[1], F_GETFL) | O_NONBLOCK), 0);
+    gf_set_interrupt_slice(20000000);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        usleep(60000);
+        write_all(fd[0], "\0\0\0\3abc", 7);
+        _exit(0);
+    }
+    gf_sock_rx rx;
+    gf_sock_rx_init(&rx, 0);
+    void *buf = NULL;
+    size_t cap = 0;
+    int rc, slices = 0;
+    while ((rc = gf_sock_recv(&rx, fd[1], &buf, &cap, GF_FOREVER)) == GF_EINTR) slices++;
+    ASSERT_OK(rc);
+    ASSERT(slices >= 1);
+    ASSERT(rx.len == 3 && memcmp(buf, "abc", 3) == 0);
+    ASSERT_EQ(rx.rcvmode, 2); /* ppoll */
+    free(buf);
+    int st = 0;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    gf_set_interrupt_slice(0);
+}
+
+/* A handler installed with SA_RESTART still interrupts the sleeping recv (a socket with a
+ * receive timeout never restarts recv, socket(7)): GF_EINTR long before the slice ends. */
+TEST(restarting_signal_interrupts_sleeping_recv) {
+    int fd[2];
+    pair(fd);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = SA_RESTART;
+    ASSERT_EQ(sigaction(SIGALRM, &sa, NULL), 0);
+    gf_set_interrupt_slice(5000000000);
+    struct itimerval it = {{0, 0}, {0, 30000}};
+    ASSERT_EQ(setitimer(ITIMER_REAL, &it, NULL), 0);
+    gf_sock_rx rx;
+    gf_sock_rx_init(&rx, 0);
+    double t0 = gf_test_now();
+    ASSERT_EQ(gf_sock_rx_header(&rx, fd[1], GF_FOREVER), GF_EINTR);
+    ASSERT(gf_test_now() - t0 < 2.0);
+    gf_set_interrupt_slice(0);
+}
+
+/* A deadline nearer than the slice is kept exactly (ppoll, not the socket's tick-rounded
+ * timeout): GF_ETIMEDOUT, neither early nor a slice late. */
+TEST(deadline_nearer_than_slice) {
+    int fd[2];
+    pair(fd);
+    gf_set_interrupt_slice(2000000000);
+    gf_sock_rx rx;
+    gf_sock_rx_init(&rx, 0);
+    double t0 = gf_test_now();
+    ASSERT_EQ(gf_sock_rx_header(&rx, fd[1], gf_deadline_after(30000000)), GF_ETIMEDOUT);
+    double dt = gf_test_now() - t0;
+    ASSERT(dt >= 0.029 && dt < 1.0);
+    ASSERT(rx.rcvmode != 1);
+    gf_set_interrupt_slice(0);
 }
 
 /* Write `bytes`, close the writer, and return what gf_sock_recv says. */

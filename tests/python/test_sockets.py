@@ -181,6 +181,27 @@ def test_connection_of_fd_and_invalid_handles():
 
 
 @pytest.mark.timeout(30)
+def test_recv_waits_on_a_non_blocking_socket_and_after_idle_slices():
+    """A reader sleeps in recv bounded by the interrupt slice (SO_RCVTIMEO, sock.c); a socket
+    the user made non-blocking falls back to ppoll. Either way recv() waits for a message sent
+    after several idle slices, and the socket is left as the user set it."""
+    for nonblocking in (False, True):
+        s1, s2 = socket.socketpair()
+        if nonblocking:
+            s2.setblocking(False)
+        c, d = SocketConnection(s1.detach()), SocketConnection(s2.detach())
+        t = threading.Timer(0.35, c.send, args=(("late", nonblocking),))
+        t.start()
+        t0 = time.monotonic()
+        assert d.recv() == ("late", nonblocking)
+        assert time.monotonic() - t0 >= 0.3
+        t.join()
+        assert (os.get_blocking(d.fileno()) is False) == nonblocking
+        c.close()
+        d.close()
+
+
+@pytest.mark.timeout(30)
 def test_pipe_fds_work_too():
     r, w = os.pipe()
     rc, wc = SocketConnection(r, writable=False), SocketConnection(w, readable=False)
