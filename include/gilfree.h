@@ -364,7 +364,10 @@ typedef struct gf_msg {
     const void *data; /* the bytes: in the caller's buffer, or in `block` */
     size_t len;
     gf_off block;     /* != 0: data lives in this arena block, now owned by the caller; free it
-                         with gf_msg_release (or keep it, zero-copy, and gf_free it later) */
+                         with gf_msg_release (or keep it, zero-copy: gf_msg_keep, then gf_free
+                         it later) */
+    int _hold;        /* private: the block's record in this process's ledger, so that the
+                         survivors free it if the caller dies before releasing it; 0 = none */
 } gf_msg;
 
 /* The largest message that gf_ring_get may copy into the caller's buffer (larger ones arrive
@@ -382,12 +385,21 @@ GF_EXTERN int gf_ring_get(gf_arena *a, gf_off ring, gf_msg *msg, void *buf, size
                           int64_t deadline);
 /* Free the block of a message taken from a ring, if it has one. */
 GF_EXTERN void gf_msg_release(gf_arena *a, gf_msg *msg);
+/* Keep the block of a message taken from a ring (zero-copy): the caller frees it later with
+ * gf_free. Result: the block (0 if the message has none); msg is cleared. A process killed
+ * before gf_msg_release / gf_msg_keep has its message block freed by the survivors
+ * (gf_arena_reclaim); after gf_msg_keep the block is the caller's alone. */
+GF_EXTERN gf_off gf_msg_keep(gf_arena *a, gf_msg *msg);
 
 /* Put several messages at once (one lock round trip); waits for space as gf_ring_putv.
  * Result: the number put (all of them, unless an error after some: then the count so far is
  * returned if > 0). */
 GF_EXTERN int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
                                int64_t deadline);
+/* As gf_ring_put_many, for messages that are each one gf_frame (see gf_ring_putv_frame): a
+ * ring destroyed with them unread frees their out-of-band blocks. Same results. */
+GF_EXTERN int gf_ring_put_many_frame(gf_arena *a, gf_off ring, const struct iovec *msgs,
+                                     size_t n, int64_t deadline);
 
 /* Wait until the ring is non-empty (without taking anything). Result 0. Fails: GF_ETIMEDOUT,
  * GF_EINTR, GF_EPIPE (closed and empty). */

@@ -479,9 +479,8 @@ int gf_ring_put_block(gf_arena *a, gf_off ring, gf_off block, size_t len, int64_
  * *blk. Fails: GF_ENOSPC. */
 static int gf__to_block(gf_arena *a, const struct iovec *iov, int iovcnt, size_t total,
                         gf_off *blk, int *hold) {
-    int rc = gf_alloc(a, total, blk);
+    int rc = gf__alloc_held(a, total, blk, hold); /* recorded before its prefault */
     if (rc < 0) return rc;
-    *hold = gf__block_hold(a, *blk);
     unsigned char *p = gf_ptr(a, *blk);
     for (int k = 0; k < iovcnt; k++) {
         if (iov[k].iov_len) memcpy(p, iov[k].iov_base, iov[k].iov_len);
@@ -512,10 +511,7 @@ static inline __attribute__((always_inline)) int gf__putv(gf_arena *a, gf_off ri
     gf__rec_block b = {blk, total};
     struct iovec v = {&b, sizeof b};
     rc = gf__put_one(a, r, GF__REC_BLOCK | flag, &v, 1, sizeof b, deadline, hold);
-    if (rc < 0) {
-        gf__block_unhold(a, hold);
-        gf_free(a, blk);
-    }
+    if (rc < 0) gf__free_held(a, blk, hold);
     return rc;
 }
 
@@ -541,8 +537,8 @@ int gf_ring_put(gf_arena *a, gf_off ring, const void *data, size_t len, int64_t 
 /* Put n messages under one hold of the producer mutex, committed together (or in pieces when
  * the ring fills up and we must wait). Result: n, or the count put before an error if > 0.
  * Fails: as gf_ring_putv (nothing was put). */
-int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
-                     int64_t deadline) {
+static int gf__put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
+                        int64_t deadline, uint32_t flag) {
     if (!a || !ring || (n && !msgs) || n > INT_MAX) return GF_EINVAL;
     if (n == 0) return 0;
     gf__ring *r = gf__ring_ptr(a, ring);
@@ -564,7 +560,8 @@ int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t 
             break;
         }
         if (len <= r->inline_max) {
-            rc = gf__put_locked(r, &tw, &pending, GF__REC_DATA, &msgs[done], 1, len, deadline);
+            rc = gf__put_locked(r, &tw, &pending, GF__REC_DATA | flag, &msgs[done], 1, len,
+                                deadline);
             if (rc == 0) gf__held_put(a);
         } else {
             gf_off blk;
@@ -573,7 +570,8 @@ int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t 
             if (rc == 0) {
                 gf__rec_block b = {blk, len};
                 struct iovec v = {&b, sizeof b};
-                rc = gf__put_locked(r, &tw, &pending, GF__REC_BLOCK, &v, 1, sizeof b, deadline);
+                rc = gf__put_locked(r, &tw, &pending, GF__REC_BLOCK | flag, &v, 1, sizeof b,
+                                    deadline);
                 /* out of the ledger once its record is written (committed below or by the
                  * next wait for space: a kill in between leaks it) */
                 gf__block_unhold(a, hold);
@@ -587,6 +585,18 @@ int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t 
     gf_mutex_unlock(a, &r->pmutex);
     if (done > 0) return (int)done;
     return rc;
+}
+
+/* See gf__put_many and gilfree.h. */
+int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
+                     int64_t deadline) {
+    return gf__put_many(a, ring, msgs, n, deadline, 0);
+}
+
+/* As gf_ring_put_many, for messages that are gf_frames (see gilfree.h). */
+int gf_ring_put_many_frame(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
+                           int64_t deadline) {
+    return gf__put_many(a, ring, msgs, n, deadline, GF__REC_F_FRAME);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -655,7 +665,7 @@ static int gf__take(gf_arena *a, gf__ring *r, gf_msg *msgs, size_t max, unsigned
     uint64_t hp = gf__pos(r, hw), tp = gf__pos(r, tw), cnt = gf__cnt(r, hw);
     if (hp == tp) return 0;
     int bad = 0;
-    size_t n = 0, boff = 0;
+    size_t n = 0, boff = 0, nblk = 0;
     if (((hp | tp) & 7) || ((tp - hp) & pm) > cap) bad = 1;
     while (!bad && n < max && hp != tp) {
         uint64_t i = hp & (cap - 1), avail = (tp - hp) & pm;
@@ -683,6 +693,7 @@ static int gf__take(gf_arena *a, gf__ring *r, gf_msg *msgs, size_t max, unsigned
             msgs[n].data = buf + boff;
             msgs[n].len = hdr[0];
             msgs[n].block = 0;
+            msgs[n]._hold = 0;
             boff += hdr[0];
             boff = gf__pad8(boff) <= bufcap ? gf__pad8(boff) : bufcap; /* keep 8-aligned */
         } else if (type == GF__REC_BLOCK) {
@@ -700,6 +711,8 @@ static int gf__take(gf_arena *a, gf__ring *r, gf_msg *msgs, size_t max, unsigned
             msgs[n].data = gf_ptr(a, b.off);
             msgs[n].len = b.len;
             msgs[n].block = b.off;
+            msgs[n]._hold = 0;
+            nblk++;
         } else {
             bad = 1;
             break;
@@ -709,6 +722,15 @@ static int gf__take(gf_arena *a, gf__ring *r, gf_msg *msgs, size_t max, unsigned
     }
     if (n > 0) {
         gf__commit_get(r, gf__word(r, cnt + n, hp));
+        /* The blocks are ours from the commit on: in the ledger until gf_msg_release or
+         * gf_msg_keep, so that the survivors free them if we die first (a kill between the
+         * commit and the record leaks one; recorded before the commit, a kill would let the
+         * next consumer take a block the reclaim frees). */
+        for (size_t k = 0; nblk && k < n; k++)
+            if (msgs[k].block) {
+                msgs[k]._hold = gf__block_hold(a, msgs[k].block);
+                nblk--;
+            }
         if ((r->flags & GF_RING_EVENTFD) && hp == tp) gf__efd_drain(r);
         return (int)n;
     }
@@ -756,10 +778,23 @@ int gf_ring_get(gf_arena *a, gf_off ring, gf_msg *msg, void *buf, size_t bufcap,
 /* Free the block of a message, if any; clears msg. */
 void gf_msg_release(gf_arena *a, gf_msg *msg) {
     if (!msg) return;
-    if (msg->block && a) gf_free(a, msg->block);
+    if (msg->block && a) gf__free_held(a, msg->block, msg->_hold);
     msg->block = 0;
+    msg->_hold = 0;
     msg->data = NULL;
     msg->len = 0;
+}
+
+/* Keep the block of a message (see gilfree.h). Result: the block, or 0. */
+gf_off gf_msg_keep(gf_arena *a, gf_msg *msg) {
+    if (!msg) return 0;
+    gf_off b = msg->block;
+    if (b && a) gf__block_unhold(a, msg->_hold);
+    msg->block = 0;
+    msg->_hold = 0;
+    msg->data = NULL;
+    msg->len = 0;
+    return b;
 }
 
 /* Wait until non-empty. Result 0. Fails: GF_ETIMEDOUT, GF_EINTR, GF_EPIPE. */

@@ -69,7 +69,8 @@ static void fz_one(const uint8_t *d, size_t n) {
                 /* a block handed out must be live and large enough */
                 if (gf_arena_check_block(A, msgs[i].block, msgs[i].len) != 0) abort();
                 /* do not free: a corrupt ring may name the same block twice, and the
-                 * pristine image is reused for the next input */
+                 * pristine image is reused for the next input (keep: out of the ledger) */
+                gf_msg_keep(A, &msgs[i]);
             } else if (msgs[i].len > gf_ring_inline_max(A, R) ||
                        (const char *)msgs[i].data < buf ||
                        (const char *)msgs[i].data + msgs[i].len > buf + sizeof buf) {
