@@ -812,6 +812,13 @@ typedef struct gf_pool_options {
     gf_pool_handler handler;    /* for the default spawn */
     void *handler_ctx;
     size_t handler_out_cap;     /* size of gf_pool_out.buf (0 = 64 KiB) */
+    /* Called for the payload of a task that no worker started and that the pool drops
+     * (cancelled while queued, gf_pool_terminate, gf_pool_destroy, undeliverable): a payload
+     * owning arena blocks (a frame's out-of-band buffers) frees them here; a worker that
+     * starts a task owns them from then on. Runs under the pool's lock: must not call the
+     * pool. NULL: nothing. */
+    void (*drop)(void *ctx, const void *payload, size_t len);
+    void *drop_ctx;
 } gf_pool_options;
 
 /* Create a pool in arena `a` and start its workers. Result 0 and *out. Fails: GF_EINVAL (no
