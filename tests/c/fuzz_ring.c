@@ -11,12 +11,13 @@
  *
  * Built like fuzz_frame.c: libFuzzer entry point with -DGF_LIBFUZZER (clang), else a
  * standalone main that runs -runs=N random and mutated inputs from a fixed seed.
- * This file includes ring.c to reach the ring's layout (a single translation unit).
+ * The ring's layout comes from src/core/ring_internal.h.
  */
-#include "../../src/core/ring.c"
+#include "../../src/core/ring_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static gf_arena *A;
 static gf_off R;
