@@ -364,7 +364,10 @@ typedef struct gf_msg {
     const void *data; /* the bytes: in the caller's buffer, or in `block` */
     size_t len;
     gf_off block;     /* != 0: data lives in this arena block, now owned by the caller; free it
-                         with gf_msg_release (or keep it, zero-copy, and gf_free it later) */
+                         with gf_msg_release (or keep it, zero-copy: gf_msg_keep, then gf_free
+                         it later) */
+    int _hold;        /* private: the block's record in this process's ledger, so that the
+                         survivors free it if the caller dies before releasing it; 0 = none */
 } gf_msg;
 
 /* The largest message that gf_ring_get may copy into the caller's buffer (larger ones arrive
@@ -382,12 +385,21 @@ GF_EXTERN int gf_ring_get(gf_arena *a, gf_off ring, gf_msg *msg, void *buf, size
                           int64_t deadline);
 /* Free the block of a message taken from a ring, if it has one. */
 GF_EXTERN void gf_msg_release(gf_arena *a, gf_msg *msg);
+/* Keep the block of a message taken from a ring (zero-copy): the caller frees it later with
+ * gf_free. Result: the block (0 if the message has none); msg is cleared. A process killed
+ * before gf_msg_release / gf_msg_keep has its message block freed by the survivors
+ * (gf_arena_reclaim); after gf_msg_keep the block is the caller's alone. */
+GF_EXTERN gf_off gf_msg_keep(gf_arena *a, gf_msg *msg);
 
 /* Put several messages at once (one lock round trip); waits for space as gf_ring_putv.
  * Result: the number put (all of them, unless an error after some: then the count so far is
  * returned if > 0). */
 GF_EXTERN int gf_ring_put_many(gf_arena *a, gf_off ring, const struct iovec *msgs, size_t n,
                                int64_t deadline);
+/* As gf_ring_put_many, for messages that are each one gf_frame (see gf_ring_putv_frame): a
+ * ring destroyed with them unread frees their out-of-band blocks. Same results. */
+GF_EXTERN int gf_ring_put_many_frame(gf_arena *a, gf_off ring, const struct iovec *msgs,
+                                     size_t n, int64_t deadline);
 
 /* Wait until the ring is non-empty (without taking anything). Result 0. Fails: GF_ETIMEDOUT,
  * GF_EINTR, GF_EPIPE (closed and empty). */
@@ -801,6 +813,13 @@ typedef struct gf_pool_options {
     gf_pool_handler handler;    /* for the default spawn */
     void *handler_ctx;
     size_t handler_out_cap;     /* size of gf_pool_out.buf (0 = 64 KiB) */
+    /* Called for the payload of a task that no worker started and that the pool drops
+     * (cancelled while queued, gf_pool_terminate, gf_pool_destroy, undeliverable): a payload
+     * owning arena blocks (a frame's out-of-band buffers) frees them here; a worker that
+     * starts a task owns them from then on. Runs under the pool's lock: must not call the
+     * pool. NULL: nothing. */
+    void (*drop)(void *ctx, const void *payload, size_t len);
+    void *drop_ctx;
 } gf_pool_options;
 
 /* Create a pool in arena `a` and start its workers. Result 0 and *out. Fails: GF_EINVAL (no

@@ -17,8 +17,7 @@ if [ "$mode" = libfuzzer ]; then
   core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/arena_proc.c" "$src/arena_alloc.c" "$src/arena_big.c" "$src/arena_reclaim.c" "$src/arena_copy.c" "$src/arena_stats.c" "$src/arena_obj.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c" "$src/sock.c")
   secs="${GILFREE_FUZZ_SECONDS:-30}"
   for t in fuzz_frame fuzz_ring fuzz_sock; do
-    extra=("$src/ring.c")
-    [ "$t" = fuzz_ring ] && extra=()   # fuzz_ring.c includes ring.c itself
+    extra=("$src/ring.c" "$src/ring_put.c" "$src/ring_get.c")
     "$CLANG" -g -O1 -DGF_LIBFUZZER -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
       -I"$ROOT/include" -I"$src" "$ROOT/tests/c/$t.c" "${core[@]}" "${extra[@]}" -lpthread \
       -o "$bdir/$t"

@@ -72,13 +72,13 @@ int gf_alloc_copy(gf_arena *a, const void *src, size_t n, gf_off *out) {
 }
 
 /* As gf_alloc_copy; with `hold`, the block is recorded for this thread's next ring put
- * (gf__block_hold_for_put) before the copy starts. Same results. */
+ * (gf__block_hold_for_put) as soon as it is live, before the copy starts. Same results. */
 int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold) {
     if (!a || !out || (!src && n)) return GF_EINVAL;
     int fresh;
-    int rc = gf__alloc_raw(a, n, 0, out, &fresh);
+    int rc = hold ? gf__alloc_raw_held(a, n, out, &fresh, 2, NULL)
+                  : gf__alloc_raw(a, n, 0, out, &fresh);
     if (rc < 0) return rc;
-    if (hold) gf__block_hold_for_put(a, *out);
     gf__copy_in(a->base + *out, src, n, fresh && n >= GF__POPULATE_MIN);
     return 0;
 }

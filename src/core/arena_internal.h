@@ -334,6 +334,10 @@ void gf__populate(void *p, size_t len);
 /* arena_alloc.c: allocate a block of `size` bytes with header flags `flags`. Result 0, *out,
  * and *fresh = 1 if the block was just bumped (never touched). Fails: GF_EINVAL, GF_ENOSPC. */
 int gf__alloc_raw(gf_arena *a, size_t size, uint32_t flags, gf_off *out, int *fresh_out);
+/* arena_alloc.c: as gf__alloc_raw (plain block), recorded in the ledger while the allocator
+ * lock is held: hmode 1 gf__block_hold (*hold its handle), 2 gf__block_hold_for_put. */
+int gf__alloc_raw_held(gf_arena *a, size_t size, gf_off *out, int *fresh_out, int hmode,
+                       int *hold);
 /* arena_alloc.c: as gf__alloc_raw, prefaulting a fresh large plain block. Same failures. */
 int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out);
 /* arena_reclaim.c: release the holdings recorded in slot i (its ledger's blocks, its thread

@@ -12,7 +12,7 @@
 /* Record `off` in the calling process's ledger. Result: a handle for gf__block_unhold, 0 if
  * not recorded (no slot of its own, ledger full). */
 int gf__block_hold(gf_arena *a, gf_off off) {
-    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != getpid()) return 0;
+    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != gf__self_pid()) return 0;
     uint64_t *held = a->h->slots[a->slot].held;
     for (int i = 0; i < GF__HELD_N; i++) {
         uint64_t z = 0;
@@ -63,7 +63,7 @@ void gf__held_put_slow(gf_arena *a) {
 }
 
 void gf__block_unhold_off(gf_arena *a, gf_off off) {
-    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != getpid()) return;
+    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != gf__self_pid()) return;
     if (gf__pend.a != a) return;
     uint64_t *held = a->h->slots[a->slot].held;
     /* Only the records held for the next put: the block may also be recorded for another

@@ -130,3 +130,41 @@ int gf__arena_verify(gf_arena *a) {
     if (err) return err;
     return live > INT32_MAX ? INT32_MAX : (int)live;
 }
+
+/* Debugging and tests: the live blocks of at least `min` payload bytes, in address order, up to
+ * `cap` of them into out[] (offset, payload bytes, allocating process's ident, extra holders),
+ * walked under the allocator lock. Result: how many there are (may exceed cap). Fails:
+ * GF_EINVAL, GF_EBADMSG (a header that does not hold up: the walk stops). */
+int gf__arena_live_list(gf_arena *a, uint64_t min, gf__live_blk *out, size_t cap) {
+    if (!a || (cap && !out)) return GF_EINVAL;
+    gf__arena_hdr *h = a->h;
+    size_t n = 0;
+    int err = 0;
+    gf__alloc_lock(a);
+    uint64_t top = h->top;
+    for (uint64_t p = h->data_start; p < top;) {
+        gf__block *b = (gf__block *)(a->base + p);
+        if (b->self != p + GF__HDR_SIZE || b->usable > top - p - GF__HDR_SIZE) {
+            err = GF_EBADMSG;
+            break;
+        }
+        /* relaxed: a cached small block changes state without the lock (a snapshot) */
+        uint32_t magic = atomic_load_explicit(GF_A32(&b->magic), memory_order_relaxed);
+        if (magic == GF__BLK_LIVE && !(b->flags & GF__BLK_SYS) && b->usable >= min) {
+            if (n < cap) {
+                out[n].off = b->self;
+                out[n].usable = b->usable;
+                out[n].owner = b->owner;
+                out[n].slot = b->owner & ((1u << GF__SLOT_BITS) - 1);
+                out[n].gen = b->owner >> GF__SLOT_BITS;
+                out[n].obj = (b->flags & GF__BLK_OBJ) != 0;
+                out[n].shares = atomic_load_explicit(GF_A64(&b->shares), memory_order_relaxed);
+            }
+            n++;
+        }
+        p += GF__HDR_SIZE + b->usable;
+    }
+    pthread_mutex_unlock(&h->alloc_lock);
+    if (err) return err;
+    return n > INT32_MAX ? INT32_MAX : (int)n;
+}

@@ -70,6 +70,8 @@ uint32_t gf__self_ident(const gf_arena *a);
 int gf__ident_alive(gf_arena *a, uint32_t ident);
 /* The calling thread's kernel tid (cached per thread, reset after fork). */
 uint32_t gf__tid(void);
+/* This process's pid (cached, reset after fork: no system call). */
+pid_t gf__self_pid(void);
 
 /* --- arena_obj.c, arena_stats.c (h1-arena) --- */
 /* Per-type destructors, called by gf_obj_decref when a count drops to 0, before the object's
@@ -140,6 +142,15 @@ static inline void gf__held_put(gf_arena *a) {
     if (__builtin_expect(gf__pend_n != 0, 0)) gf__held_put_slow(a);
 }
 void gf__block_unhold_off(gf_arena *a, gf_off off);
+/* arena_alloc.c: gf_free of a block recorded in this process's ledger (handle `hold`, 0:
+ * none), the record dropped at the last moment before the block is let go (for a big block
+ * under the allocator lock: a kill while waiting for it keeps the block recorded). Use it
+ * instead of gf__block_unhold + gf_free. Same results as gf_free. */
+int gf__free_held(gf_arena *a, gf_off off, int hold);
+/* arena_alloc.c: gf_alloc, the block recorded in the ledger (*hold, 0: not recorded) as soon
+ * as it is live: before the allocator lock is released and before a fresh block's pages are
+ * prefaulted. */
+int gf__alloc_held(gf_arena *a, size_t size, gf_off *out, int *hold);
 /* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
  * (gf__block_hold_for_put) from before the copy. */
 int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold);
@@ -147,5 +158,17 @@ int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int
 /* frame.c: free the out-of-band buffer blocks of the frame in msg, a message dropped unread
  * (nothing if it is not a valid frame). Never fails. */
 void gf__frame_drop(gf_arena *a, const void *msg, size_t len);
+
+/* arena_stats.c: a live block as gf__arena_live_list reports it (debugging and tests). */
+typedef struct gf__live_blk {
+    gf_off off;
+    uint64_t usable;
+    uint64_t shares; /* holders beyond the first (gf_block_share) */
+    uint32_t owner;  /* ident of the process that allocated it (gf__ident_alive) */
+    uint32_t slot;   /* ... its process slot */
+    uint32_t gen;    /* ... and that slot's generation */
+    uint32_t obj;    /* 1: a gf_obj (reference counted) */
+} gf__live_blk;
+int gf__arena_live_list(gf_arena *a, uint64_t min, gf__live_blk *out, size_t cap);
 
 #endif /* GF_INTERNAL_H */

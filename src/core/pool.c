@@ -285,9 +285,15 @@ void gf_pool_destroy(gf_pool *p) {
             while (gf_proc_wait(&w->proc, GF_FOREVER) == GF_EINTR) {}
             gf_proc_close(&w->proc);
         }
+        gf__pclaim *cl = gf__claims(gf__slot(p->sh, i));
         gf__task *e;
         while ((e = TAILQ_FIRST(&w->tasks)) != NULL) {
             TAILQ_REMOVE(&w->tasks, e, link);
+            /* acquire: pairs with the worker's claim CAS. A started task's payload was its
+             * (dead) worker's. */
+            if (atomic_load_explicit(GF_A64(&cl[e->seq % p->sh->nclaims].word),
+                                     memory_order_acquire) != GF__CLAIM(e->seq, GF__CL_STARTED))
+                gf__pool_task_drop(p, e);
             free(e);
         }
     }
@@ -298,6 +304,7 @@ void gf_pool_destroy(gf_pool *p) {
     gf__task *e;
     while ((e = TAILQ_FIRST(&p->backlog)) != NULL) {
         TAILQ_REMOVE(&p->backlog, e, link);
+        gf__pool_task_drop(p, e);
         free(e);
     }
     gf__pool_release_given(p);

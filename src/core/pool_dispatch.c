@@ -38,9 +38,17 @@ void gf__pool_task_free(gf_pool *p, gf__task *e) {
     free(e);
 }
 
-/* Resolve a task without payload (LOST, TIMEOUT, CANCELLED): queue its result, free it. */
+/* Hand the payload of a task no worker started to the drop callback (what it owns goes). */
+void gf__pool_task_drop(gf_pool *p, gf__task *e) {
+    if (p->opt.drop) p->opt.drop(p->opt.drop_ctx, e->payload, e->len);
+}
+
+/* Resolve a task without payload (LOST, TIMEOUT, CANCELLED): queue its result, free it.
+ * worker < 0: no worker started it (every caller passes the worker that started it, else
+ * -1), so its payload is dropped. */
 void gf__pool_resolve_bare(gf_pool *p, gf__task *e, int status, int worker) {
     gf__pool_lq_push(p, e->id, status, worker, NULL, 0, 0, 0);
+    if (worker < 0) gf__pool_task_drop(p, e);
     gf__pool_task_free(p, e);
 }
 

@@ -202,8 +202,10 @@ static inline uint64_t gf__token(const gf__task *e) {
 int gf__pool_slab_add(gf_pool *p, gf__task *e);
 /* pool_dispatch.c: forget a resolved task (slab slot, counters, memory). */
 void gf__pool_task_free(gf_pool *p, gf__task *e);
+/* pool_dispatch.c: pass the payload of a task no worker started to opt.drop. */
+void gf__pool_task_drop(gf_pool *p, gf__task *e);
 /* pool_dispatch.c: resolve a task without payload (LOST, TIMEOUT, CANCELLED): queue its
- * result, free it. */
+ * result, free it; worker < 0 (no worker started it): its payload is dropped first. */
 void gf__pool_resolve_bare(gf_pool *p, gf__task *e, int status, int worker);
 /* pool_dispatch.c: dispatch e to the least loaded worker with room. Result 0. Fails:
  * GF_ETIMEDOUT (no room anywhere), or a ring error. */

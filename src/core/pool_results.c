@@ -93,7 +93,9 @@ static int gf__take_msg(gf_pool *p, gf_msg *m, gf_pool_result *out) {
         out->elapsed_ns = h.elapsed;
         return 1;
     }
-    gf__pool_lq_push(p, id, status, (int)h.worker, data, len, m->block, h.elapsed);
+    /* the block moves to the parent's queue (freed from there with gf_free) */
+    gf_off blk = gf_msg_keep(p->a, m);
+    gf__pool_lq_push(p, id, status, (int)h.worker, data, len, blk, h.elapsed);
     return 0;
 drop:
     /* a result nobody will take (its task was resolved or re-run after its worker died):

@@ -7,6 +7,8 @@
  */
 #include "ext.h"
 
+#include "../core/internal.h"
+
 /* ------------------------------------------------------------------ module functions */
 
 static PyObject *mod_after_fork_child(PyObject *m, PyObject *Py_UNUSED(args)) {
@@ -55,6 +57,39 @@ static PyObject *mod_arena_trim(PyObject *m, PyObject *args, PyObject *kw) {
     Py_RETURN_NONE;
 }
 
+/* _arena_blocks(min_size=0): see the method table. */
+static PyObject *mod_arena_blocks(PyObject *m, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"min_size", NULL};
+    unsigned long long min = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|K:_arena_blocks", kwlist, &min)) return NULL;
+    gf_state *st = PyModule_GetState(m);
+    gf__live_blk *v = NULL;
+    int n = 0;
+    for (size_t cap = 256;; cap = (size_t)n + 64) { /* blocks come and go meanwhile */
+        gf__live_blk *nv = PyMem_Realloc(v, cap * sizeof *v);
+        if (!nv) {
+            PyMem_Free(v);
+            return PyErr_NoMemory();
+        }
+        v = nv;
+        Py_BEGIN_ALLOW_THREADS n = gf__arena_live_list(st->arena, min, v, cap);
+        Py_END_ALLOW_THREADS
+        if (n < 0 || (size_t)n <= cap) break;
+    }
+    PyObject *res = n < 0 ? gf_raise(st, n, "_arena_blocks") : PyList_New(n);
+    for (int i = 0; res && i < n; i++) {
+        PyObject *t = Py_BuildValue(
+            "(KKIIOKO)", (unsigned long long)v[i].off, (unsigned long long)v[i].usable,
+            v[i].slot, v[i].gen,
+            gf__ident_alive(st->arena, v[i].owner) ? Py_True : Py_False,
+            (unsigned long long)v[i].shares, v[i].obj ? Py_True : Py_False);
+        if (!t) Py_CLEAR(res);
+        else PyList_SET_ITEM(res, i, t);
+    }
+    PyMem_Free(v);
+    return res;
+}
+
 static PyObject *mod_strerror(PyObject *Py_UNUSED(m), PyObject *arg) {
     long code = PyLong_AsLong(arg);
     if (code == -1 && PyErr_Occurred()) return NULL;
@@ -79,6 +114,11 @@ static PyMethodDef mod_methods[] = {
      "arena_trim(all=True)\n--\n\nReturn free arena memory to the kernel: with all=True the\n"
      "pages of every free block over 4 KiB, else only those past the warm delay\n"
      "(GILFREE_ARENA_WARM_MS) or over the warm budget (GILFREE_ARENA_WARM_MB)."},
+    {"_arena_blocks", (PyCFunction)(void (*)(void))mod_arena_blocks,
+     METH_VARARGS | METH_KEYWORDS,
+     "_arena_blocks(min_size=0)\n--\n\nDebugging and tests: the arena's live blocks of at least\n"
+     "min_size payload bytes, in address order, as tuples (offset, size, owner slot, owner\n"
+     "generation, owner alive, extra holders, is a shared object)."},
     {"strerror", mod_strerror, METH_O, "Describe a core error code: 'NAME: message'."},
     {NULL, NULL, 0, NULL},
 };

@@ -154,14 +154,16 @@ static int in_arena(const void *p) {
     return g.base && (const char *)p >= g.base && (const char *)p < g.base + g.size;
 }
 
-/* Record `off` in the arena ledger if an entry is free (caller holds g.mu). */
-static void led_add(gf_off off) {
+/* Reserve a free entry of g.led for an allocation about to be made: its index, or -1 (all 8
+ * in use: that array is not recorded). Caller holds g.mu. */
+static int led_reserve(void) {
     for (int i = 0; i < NP_LEDGER; i++) {
         if (g.led[i].h) continue;
-        g.led[i].h = gf__block_hold(g.arena, off);
-        if (g.led[i].h) g.led[i].off = off;
-        return;
+        g.led[i].h = -1; /* taken, not recorded yet */
+        g.led[i].off = 0;
+        return i;
     }
+    return -1;
 }
 
 /* Take `off` out of this process's bookkeeping of the ledger: its handle, or 0 (caller holds
@@ -169,7 +171,7 @@ static void led_add(gf_off off) {
  * instead of freeing it twice. */
 static int led_take(gf_off off) {
     for (int i = 0; i < NP_LEDGER; i++) {
-        if (g.led[i].h && g.led[i].off == off) {
+        if (g.led[i].h > 0 && g.led[i].off == off) {
             int h = g.led[i].h;
             g.led[i].h = 0;
             return h;
@@ -178,23 +180,26 @@ static int led_take(gf_off off) {
     return 0;
 }
 
-/* A new arena block of n bytes recorded as live (and in the arena ledger while it has room),
- * or NULL. */
+/* A new arena block of n bytes recorded as live (and in the arena ledger while it has room:
+ * recorded before its pages are prefaulted, the long part of a fresh block), or NULL. */
 static void *arena_get(size_t n) {
-    gf_off off;
-    if (!g.on || gf_alloc(g.arena, n, &off) < 0) return NULL;
+    gf_off off = 0;
+    if (!g.on) return NULL;
     pthread_mutex_lock(&g.mu);
-    int rc = g.on ? set_add(off) : -1;
-    if (rc == 0) {
-        g.bytes += gf_block_size(g.arena, off);
-        led_add(off);
-    }
+    int li = led_reserve();
     pthread_mutex_unlock(&g.mu);
-    if (rc < 0) {
-        gf_free(g.arena, off);
-        return NULL;
+    int h = 0;
+    int made = (li >= 0 ? gf__alloc_held(g.arena, n, &off, &h) : gf_alloc(g.arena, n, &off)) == 0;
+    pthread_mutex_lock(&g.mu);
+    int kept = made && g.on && set_add(off) == 0;
+    if (li >= 0) {
+        g.led[li].h = kept ? h : 0;
+        g.led[li].off = kept ? off : 0;
     }
-    return gf_ptr(g.arena, off);
+    if (kept) g.bytes += gf_block_size(g.arena, off);
+    pthread_mutex_unlock(&g.mu);
+    if (made && !kept) gf__free_held(g.arena, off, h); /* not recordable here: give it back */
+    return kept ? gf_ptr(g.arena, off) : NULL;
 }
 
 /* Free p (an arena pointer) if this process owns it. */
@@ -207,8 +212,9 @@ static void arena_put(void *p) {
         h = led_take(off);
     }
     pthread_mutex_unlock(&g.mu);
-    gf__block_unhold(g.arena, h);
-    if (mine) gf_free(g.arena, off);
+    /* the record goes at the last moment: a kill while gf_free waits for the allocator lock
+     * (it takes one for a big block) still has the array recorded */
+    if (mine) gf__free_held(g.arena, off, h);
 }
 
 static void *np_malloc(void *ctx, size_t n) {
@@ -279,8 +285,7 @@ static void npalloc_exit_release(gf_state *Py_UNUSED(st)) {
     g.on = 0;
     for (size_t i = 0; i < g.cap; i++) {
         if (!g.tab[i]) continue;
-        gf__block_unhold(g.arena, led_take(g.tab[i]));
-        gf_free(g.arena, g.tab[i]);
+        gf__free_held(g.arena, g.tab[i], led_take(g.tab[i]));
     }
     if (g.tab) memset(g.tab, 0, g.cap * sizeof *g.tab);
     g.n = 0;

@@ -28,8 +28,23 @@
 #include "pool.h"
 #include "packed.h"
 
+#include "../core/internal.h"
+
 #include <string.h>
 #include <unistd.h>
+
+/* ------------------------------------------------------------------ dropped tasks */
+
+/* opt.drop: a task no worker started is dropped (cancelled while queued, terminate, the pool
+ * destroyed with tasks queued): the out-of-band blocks of its argument frame go with it (a
+ * packed list owns none). Pure C: under the pool's lock, perhaps without the GIL. */
+static void drop_task(void *ctx, const void *payload, size_t len) {
+    task_hdr h;
+    if (len < sizeof h) return;
+    memcpy(&h, payload, sizeof h);
+    if (h._r[0] == 1 || h.fnlen > len - sizeof h) return;
+    gf__frame_drop(ctx, (const char *)payload + sizeof h + h.fnlen, len - sizeof h - h.fnlen);
+}
 
 /* ------------------------------------------------------------------ spawning */
 
@@ -157,6 +172,8 @@ static PyObject *pool_start(PyObject *op, PyObject *Py_UNUSED(a)) {
     o.maxtasksperchild = self->maxtasks;
     o.spawn = spawn_cb;
     o.spawn_ctx = self;
+    o.drop = drop_task;
+    o.drop_ctx = st->arena;
     o.mailbox_bytes = 1 << 20;
     o.result_bytes = 4 << 20;
     int rc;

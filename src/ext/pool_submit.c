@@ -219,7 +219,7 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
         if ((status == GF_TASK_OK || status == GF_TASK_ERROR) && res[i].len) {
             v = status == GF_TASK_OK && into != Py_None ? result_into(st, into, &res[i]) : NULL;
             if (!v && !PyErr_Occurred()) {
-                gf_msg m = {res[i].data, res[i].len, 0};
+                gf_msg m = {res[i].data, res[i].len, 0, 0};
                 v = gf_decode(st, &m, 0);
             }
             if (!v) {

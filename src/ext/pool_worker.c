@@ -372,7 +372,7 @@ static PyObject *run_task(gf_state *st, pool_obj *self, PyObject *cache, const g
     if (h._r[0] == 1) { /* a packed list of items (no frame) */
         obj = gf__pk_list(fnp + h.fnlen, t->len - sizeof h - h.fnlen);
     } else {
-        gf_msg m = {fnp + h.fnlen, t->len - sizeof h - h.fnlen, 0};
+        gf_msg m = {fnp + h.fnlen, t->len - sizeof h - h.fnlen, 0, 0};
         obj = gf_decode(st, &m, 0);
     }
     if (!obj) {

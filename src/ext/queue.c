@@ -442,7 +442,8 @@ static int put_encoded(gf_state *st, RingObject *self, gf_enc *encs, Py_ssize_t 
                 break;
             }
             RING_BLOCKING(self, st, r,
-                          gf_ring_put_many(st->arena, self->tx, iov + put, k - put, deadline));
+                          gf_ring_put_many_frame(st->arena, self->tx, iov + put, k - put,
+                                                 deadline));
             if (r < 0) {
                 rc = r;
                 break;

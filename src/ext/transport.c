@@ -114,14 +114,19 @@ static int oob_copy(gf_state *st, PyObject *lst, gf_enc *e) {
          * array made here by the arena handler and still alive (npalloc.h): copied. */
         if ((const char *)v.buf > base && (const char *)v.buf < base + asize) {
             blk = (gf_off)((const char *)v.buf - base);
-            if (gf_block_size(st->arena, blk) >= (size_t)v.len && gf_npalloc_may_share(blk) &&
-                gf_block_share(st->arena, blk) == 0) {
-                if (hold_for_put) gf__block_hold_for_put(st->arena, blk); /* the share */
-                e->bufs[i].block = blk;
-                e->bufs[i].len = (uint64_t)v.len;
-                e->nbufs = (uint32_t)(i + 1);
-                PyBuffer_Release(&v);
-                continue;
+            if (gf_block_size(st->arena, blk) >= (size_t)v.len && gf_npalloc_may_share(blk)) {
+                /* The message's record before its share: a sender killed between the two
+                 * has its record freed once -- one of the holders it has itself (its view of
+                 * the buffer) -- instead of leaking the share it took. */
+                if (hold_for_put) gf__block_hold_for_put(st->arena, blk);
+                if (gf_block_share(st->arena, blk) == 0) {
+                    e->bufs[i].block = blk;
+                    e->bufs[i].len = (uint64_t)v.len;
+                    e->nbufs = (uint32_t)(i + 1);
+                    PyBuffer_Release(&v);
+                    continue;
+                }
+                gf__block_unhold_off(st->arena, blk); /* no share: copied below instead */
             }
         }
         /* One copy into a new block (split over threads when large). The exported view keeps

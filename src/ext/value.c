@@ -88,7 +88,7 @@ PyObject *gf_val_decode(gf_state *st, const void *data, size_t len) {
     memcpy(&h, data, sizeof h);
     if (h.magic != GF_FRAME_MAGIC) goto bad;
     if (h.nbufs == 0) {
-        gf_msg m = {data, len, 0};
+        gf_msg m = {data, len, 0, 0};
         PyObject *r = gf_decode(st, &m, 0);
         if (r && h.kind == GF_FRAME_PICKLE && h.body_len <= len - sizeof h &&
             pay_adopted_refs(st, &h, (const char *)data + sizeof h, r) < 0)

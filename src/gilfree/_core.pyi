@@ -34,6 +34,11 @@ def arena_reclaim() -> int:
     """Release what every dead process held in the arena; the number of blocks released."""
 def arena_trim(all: bool = True) -> None:
     """Return free arena memory to the kernel (all=False: only what the warm policy allows)."""
+def _arena_blocks(
+    min_size: int = 0,
+) -> list[tuple[int, int, int, int, bool, int, bool]]:
+    """Debugging and tests: the arena's live blocks of at least min_size payload bytes, as
+    (offset, size, owner slot, owner generation, owner alive, extra holders, is an object)."""
 def in_arena(obj: Any) -> bool:
     """True if the buffer of `obj` (an array, memoryview, ...) starts inside the arena."""
 def numpy_arena_info() -> dict[str, int | bool]:

@@ -246,4 +246,102 @@ TEST(unread_frames_dropped_with_their_blocks) {
     gf_arena_detach(a);
 }
 
+/* A consumer killed between taking a large message (a block record) and releasing it: the
+ * block is in its ledger from the get's commit, so the survivors free it (it leaked). */
+TEST(consumer_killed_holding_message_block) {
+    gf_arena *a = mk();
+    struct shared *s = shm();
+    gf_off ring;
+    ASSERT_OK(gf_ring_create(a, 64 * 1024, 0, 0, &ring));
+    int base = gf__arena_verify(a);
+    static char big[MiB];
+    memset(big, 5, sizeof big);
+    ASSERT_OK(gf_ring_put(a, ring, big, sizeof big, GF_FOREVER));
+    ASSERT_EQ(gf__arena_verify(a), base + 1);
+    pid_t p = fork();
+    ASSERT(p >= 0);
+    if (p == 0) {
+        ASSERT_OK(gf_arena_after_fork_child(a));
+        s->slot = gf_arena_slot(a);
+        static char buf[64 * 1024];
+        gf_msg m;
+        ASSERT_EQ(gf_ring_get(a, ring, &m, buf, sizeof buf, GF_FOREVER), 1);
+        ASSERT(m.block != 0 && m._hold > 0);
+        atomic_store(&s->stage, 1);
+        pause(); /* killed here, the message in hand */
+        _exit(3);
+    }
+    wait_stage(s, 1);
+    kill_reap(p);
+    ASSERT_EQ(gf_ring_count(a, ring), 0);
+    ASSERT_EQ(gf__arena_verify(a), base + 1); /* the block, owned by nobody alive */
+    ASSERT_EQ(gf_arena_reclaim(a, s->slot), 1);
+    ASSERT_EQ(gf__arena_verify(a), base);
+    gf_arena_detach(a);
+}
+
+/* The records of a consumer's message blocks are dropped by gf_msg_release and gf_msg_keep:
+ * after both, the consumer's detach (which frees what is left in its ledger) frees nothing. */
+TEST(message_block_record_dropped_on_release_and_keep) {
+    gf_arena *a = mk();
+    gf_arena *b = NULL;
+    ASSERT_OK(gf_arena_attach(gf_arena_fd(a), &b));
+    gf_off ring;
+    ASSERT_OK(gf_ring_create(a, 4096, 0, 0, &ring));
+    int base = gf__arena_verify(a);
+    static char big[100000], buf[4096];
+    ASSERT_OK(gf_ring_put(a, ring, big, sizeof big, GF_FOREVER));
+    ASSERT_OK(gf_ring_put(a, ring, big, sizeof big, GF_FOREVER));
+    ASSERT_OK(gf_ring_put(a, ring, "small", 5, GF_FOREVER));
+    gf_msg m[3];
+    ASSERT_EQ(gf_ring_get_many(b, ring, m, 3, buf, sizeof buf, 0), 3);
+    ASSERT(m[0]._hold > 0 && m[1]._hold > 0 && m[0]._hold != m[1]._hold);
+    ASSERT_EQ(m[2].block, 0);
+    ASSERT_EQ(m[2]._hold, 0);
+    gf_msg_release(b, &m[0]);
+    gf_off kept = m[1].block;
+    ASSERT_EQ(gf_msg_keep(b, &m[1]), kept);
+    ASSERT_EQ(m[1].block, 0);
+    ASSERT_EQ(gf_msg_keep(b, &m[2]), 0);
+    gf_arena_detach(b);
+    ASSERT_EQ(gf_block_size(a, kept) >= sizeof big, 1); /* still the keeper's */
+    ASSERT_EQ(gf__arena_verify(a), base + 1);
+    ASSERT_OK(gf_free(a, kept));
+    ASSERT_EQ(gf__arena_verify(a), base);
+    gf_arena_detach(a);
+}
+
+/* Frames put with gf_ring_put_many_frame and never read are dropped with their out-of-band
+ * blocks (small ones inline, a large one as a block record); gf_ring_put_many leaves them. */
+TEST(unread_put_many_frames_dropped_with_their_blocks) {
+    gf_arena *a = mk();
+    int base = gf__arena_verify(a);
+    gf_off ring, bl[4];
+    ASSERT_OK(gf_ring_create(a, 64 * 1024, 0, 0, &ring));
+    static char body[100000], flat[4][100100];
+    gf_frame_hdr hdr[4];
+    gf_frame_buf fb[4];
+    struct iovec msgs[4];
+    for (int i = 0; i < 4; i++) {
+        ASSERT_OK(gf_alloc(a, 1000, &bl[i]));
+        size_t body_len = i == 1 ? 100000 : 10; /* [1]: larger than inline_max */
+        ASSERT_OK(gf_frame_header(&hdr[i], GF_FRAME_PICKLE, body_len, 1));
+        fb[i] = (gf_frame_buf){bl[i], 1000};
+        memcpy(flat[i], &hdr[i], sizeof hdr[i]);
+        memcpy(flat[i] + sizeof hdr[i], body, body_len);
+        memcpy(flat[i] + sizeof hdr[i] + body_len, &fb[i], sizeof fb[i]);
+        msgs[i] = (struct iovec){flat[i], sizeof hdr[i] + body_len + sizeof fb[i]};
+    }
+    ASSERT_EQ(gf_ring_put_many_frame(a, ring, msgs, 3, GF_FOREVER), 3);
+    ASSERT_EQ(gf_ring_put_many(a, ring, msgs + 3, 1, GF_FOREVER), 1); /* not flagged */
+    ASSERT_EQ(gf_ring_count(a, ring), 4);
+    ASSERT_EQ(gf_obj_decref(a, ring), 0);
+    for (int i = 0; i < 3; i++) ASSERT_EQ(gf_block_size(a, bl[i]), 0);
+    ASSERT(gf_block_size(a, bl[3]) >= 1000);
+    ASSERT_OK(gf_free(a, bl[3]));
+    ASSERT_OK(gf_arena_flush(a));
+    ASSERT_EQ(gf__arena_verify(a), base);
+    gf_arena_detach(a);
+}
+
 TEST_MAIN()

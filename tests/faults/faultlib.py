@@ -81,6 +81,12 @@ def task(ledger_path, key, fault=None, sleep=0.0):
     return key
 
 
+def die_with(arg, fault="kill"):
+    """Inject `fault` while the task's argument (and its mailbox message) is in hand."""
+    inject(fault)
+    return len(arg)
+
+
 def square(x):
     return x * x
 
