@@ -54,7 +54,7 @@ case "$mode" in
       [ -x "$bdir/tests/c/$t" ] && "$bdir/tests/c/$t"
     done ;;
   valgrind)
-    for t in test_arena test_alloc test_reclaim test_ring test_frame; do
+    for t in test_arena test_alloc test_reclaim test_ledger test_ring test_frame; do
       [ -x "$bdir/tests/c/$t" ] || continue
       GF_TEST_VALGRIND=1 valgrind -q --error-exitcode=3 --trace-children=yes \
         --child-silent-after-fork=no "$bdir/tests/c/$t"

@@ -14,11 +14,19 @@
 /* ---------------------------------------------------------------- thread ids */
 
 static __thread uint32_t gf__tid_cache;
+static pid_t gf__pid_cache;
 static pthread_once_t gf__atfork_once = PTHREAD_ONCE_INIT;
 
-/* After fork the only thread of the child has a new tid. */
-static void gf__atfork_child(void) { gf__tid_cache = 0; }
-static void gf__atfork_register(void) { pthread_atfork(NULL, NULL, gf__atfork_child); }
+/* After fork the only thread of the child has a new tid, the process a new pid. */
+static void gf__atfork_child(void) {
+    gf__tid_cache = 0;
+    gf__pid_cache = 0;
+}
+static int gf__atfork_done; /* the handler is registered: the pid may be cached */
+static void gf__atfork_register(void) {
+    if (pthread_atfork(NULL, NULL, gf__atfork_child) == 0)
+        __atomic_store_n(&gf__atfork_done, 1, __ATOMIC_RELEASE);
+}
 
 /* The calling thread's kernel tid, cached per thread; the cache is cleared in a forked child.
  * Result: the tid (never 0). */
@@ -29,6 +37,18 @@ uint32_t gf__tid(void) {
     t = (uint32_t)syscall(SYS_gettid);
     gf__tid_cache = t;
     return t;
+}
+
+/* getpid() without a system call on the hot paths (glibc does not cache it). The at-fork
+ * handler that clears the cache is registered by the first gf__tid(), which every attach
+ * calls; until then nothing is cached. Result: the pid. */
+pid_t gf__pid(void) {
+    pid_t p = __atomic_load_n(&gf__pid_cache, __ATOMIC_RELAXED);
+    if (GF_LIKELY(p != 0)) return p;
+    p = getpid();
+    if (__atomic_load_n(&gf__atfork_done, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&gf__pid_cache, p, __ATOMIC_RELAXED);
+    return p;
 }
 
 /* ---------------------------------------------------------------- process slots */
