@@ -372,8 +372,13 @@ int gf__slot_release(gf_arena *a, uint32_t i);
  * tables; the caller holds the slot's life lock and its owner is gone (or is the caller,
  * detaching). Result: the number of references dropped. Never fails. */
 uint64_t gf__ledger_release(gf_arena *a, uint32_t i);
-/* arena_proc.c: getpid(), cached (cleared in a forked child). */
-pid_t gf__pid(void);
+/* arena_proc.c: getpid(), cached (cleared in a forked child by a pthread_atfork handler). */
+extern pid_t gf__pid_cache;
+pid_t gf__pid_slow(void);
+static inline pid_t gf__pid(void) {
+    pid_t p = __atomic_load_n(&gf__pid_cache, __ATOMIC_RELAXED);
+    return GF_LIKELY(p != 0) ? p : gf__pid_slow();
+}
 
 /* arena_alloc.c: detach -- flush every thread's cached blocks of arena a. Never fails. */
 void gf__tc_detach(gf_arena *a);

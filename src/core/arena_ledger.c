@@ -81,12 +81,12 @@ static gf__ltab *gf__lt_grow(gf_arena *a, uint64_t *link, unsigned k) {
     uint64_t cap = (uint64_t)512 << (2 * k);
     gf_off off;
     int fresh;
-    /* GF__BLK_SYS and uncounted, as the thread caches' arrays: bookkeeping, not data. */
+    /* GF__BLK_SYS and, once linked, uncounted (as the thread caches' arrays): bookkeeping. */
     if (gf__alloc_raw(a, sizeof(gf__ltab) + cap * 8, GF__BLK_SYS, &off, &fresh) < 0)
         return NULL;
     (void)fresh;
-    gf__stats_add(a, gf_block_size(a, off), -1);
-    /* In the block ledger until linked: a kill in between leaks nothing but those words. */
+    /* In the block ledger until just before it is linked (counted as live until then: the
+     * survivors free it if this process dies meanwhile). */
     int hh = gf__block_hold(a, off);
     gf__ltab *t = (gf__ltab *)(a->base + off);
     memset(t, 0, sizeof(gf__ltab) + cap * 8);
@@ -96,9 +96,10 @@ static gf__ltab *gf__lt_grow(gf_arena *a, uint64_t *link, unsigned k) {
     uint64_t z = 0;
     /* release: the table's words are initialised before a reclaimer can find it. */
     if (atomic_compare_exchange_strong_explicit(GF_A64(link), &z, off, memory_order_release,
-                                                memory_order_acquire))
+                                                memory_order_acquire)) {
+        gf__stats_add(a, gf_block_size(a, off), -1);
         return t;
-    gf__stats_add(a, gf_block_size(a, off), 1);
+    }
     gf_free(a, off);
     return (gf__ltab *)(a->base + z);
 }

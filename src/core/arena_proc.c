@@ -14,13 +14,13 @@
 /* ---------------------------------------------------------------- thread ids */
 
 static __thread uint32_t gf__tid_cache;
-static pid_t gf__pid_cache;
+pid_t gf__pid_cache;
 static pthread_once_t gf__atfork_once = PTHREAD_ONCE_INIT;
 
 /* After fork the only thread of the child has a new tid, the process a new pid. */
 static void gf__atfork_child(void) {
     gf__tid_cache = 0;
-    gf__pid_cache = 0;
+    __atomic_store_n(&gf__pid_cache, 0, __ATOMIC_RELAXED);
 }
 static int gf__atfork_done; /* the handler is registered: the pid may be cached */
 static void gf__atfork_register(void) {
@@ -39,13 +39,11 @@ uint32_t gf__tid(void) {
     return t;
 }
 
-/* getpid() without a system call on the hot paths (glibc does not cache it). The at-fork
- * handler that clears the cache is registered by the first gf__tid(), which every attach
- * calls; until then nothing is cached. Result: the pid. */
-pid_t gf__pid(void) {
-    pid_t p = __atomic_load_n(&gf__pid_cache, __ATOMIC_RELAXED);
-    if (GF_LIKELY(p != 0)) return p;
-    p = getpid();
+/* gf__pid's slow path (arena_internal.h): getpid() without a system call on the hot paths
+ * (glibc does not cache it). The at-fork handler that clears the cache is registered by the
+ * first gf__tid(), which every attach calls; until then nothing is cached. Result: the pid. */
+pid_t gf__pid_slow(void) {
+    pid_t p = getpid();
     if (__atomic_load_n(&gf__atfork_done, __ATOMIC_ACQUIRE))
         __atomic_store_n(&gf__pid_cache, p, __ATOMIC_RELAXED);
     return p;
