@@ -249,11 +249,11 @@ static int gf__stripe_grow(gf_arena *a, gf__dict *d, unsigned s, uint64_t nb, in
     }
     /* Commit: one release store publishes the new array and its chains. */
     atomic_store_explicit(GF_A64(&st->table), nt | nw, memory_order_release);
+    *old = otab ? (t & ~(uint64_t)63) : 0;
+    gf__dict_hold_old(a, *old); /* unreachable now: the survivors free it if we die */
     if (cp) GF__CP(GF__CP_GROW_COMMITTED);
     atomic_store_explicit(GF_A64(&st->pending), 0, memory_order_relaxed);
     gf__seq_bump(st); /* the old bucket array is freed once the stripe is dropped */
-    *old = otab ? (t & ~(uint64_t)63) : 0;
-    gf__dict_hold_old(a, *old);
     return 0;
 }
 
