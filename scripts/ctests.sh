@@ -14,7 +14,7 @@ if [ "$mode" = libfuzzer ]; then
   if [ -z "$CLANG" ]; then echo "libfuzzer: no clang, skipped (the standalone drivers ran)"; exit 0; fi
   mkdir -p "$bdir"
   src="$ROOT/src/core"
-  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/arena_proc.c" "$src/arena_alloc.c" "$src/arena_big.c" "$src/arena_reclaim.c" "$src/arena_copy.c" "$src/arena_stats.c" "$src/arena_obj.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c" "$src/sock.c")
+  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/arena_proc.c" "$src/arena_alloc.c" "$src/arena_big.c" "$src/arena_reclaim.c" "$src/arena_ledger.c" "$src/arena_copy.c" "$src/arena_stats.c" "$src/arena_obj.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c" "$src/sock.c")
   secs="${GILFREE_FUZZ_SECONDS:-30}"
   for t in fuzz_frame fuzz_ring fuzz_sock; do
     extra=("$src/ring.c")

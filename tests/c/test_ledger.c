@@ -188,7 +188,7 @@ TEST(detach_and_reattach_drop_references) {
  * ledger fills: gf_ref_hold says 0, refs_unrecorded counts each miss, and exactly the
  * unrecorded objects leak (still live, freed here by hand: never freed twice). */
 static void many_objects(int tables) {
-    char v[8];
+    char v[16];
     snprintf(v, sizeof v, "%d", tables);
     setenv("GILFREE_ARENA_LEDGER_TABLES", v, 1);
     gf_arena *a = mk();
