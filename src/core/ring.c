@@ -479,9 +479,8 @@ int gf_ring_put_block(gf_arena *a, gf_off ring, gf_off block, size_t len, int64_
  * *blk. Fails: GF_ENOSPC. */
 static int gf__to_block(gf_arena *a, const struct iovec *iov, int iovcnt, size_t total,
                         gf_off *blk, int *hold) {
-    int rc = gf_alloc(a, total, blk);
+    int rc = gf__alloc_hold(a, total, blk, hold); /* held before its prefault */
     if (rc < 0) return rc;
-    *hold = gf__block_hold(a, *blk);
     unsigned char *p = gf_ptr(a, *blk);
     for (int k = 0; k < iovcnt; k++) {
         if (iov[k].iov_len) memcpy(p, iov[k].iov_base, iov[k].iov_len);
