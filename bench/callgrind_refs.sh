@@ -21,9 +21,10 @@ per() { # label command-with-N-placeholder...
   if [ -z "$a" ] || [ -z "$b" ]; then echo "$label: n/a"; return; fi
   python3 -c "print('%-14s %8.1f instructions per iteration' % ('$label', ($b - $a) / $n))"
 }
-for m in plain held hold dictset dictins; do
-  "$bdir/bench/c/ledger_bench" "$m" 1 >/dev/null 2>&1 || { echo "$m: n/a"; continue; }
-  per "$m" "$bdir/bench/c/ledger_bench" "$m" @N@
+for m in plain "held 0" "held 10" "held 100" "hold 0" "hold 100" dictset dictins; do
+  set -- $m
+  "$bdir/bench/c/ledger_bench" "$1" 1 ${2:-} >/dev/null 2>&1 || { echo "$m: n/a"; continue; }
+  per "$m" "$bdir/bench/c/ledger_bench" "$1" @N@ ${2:-}
 done
 if [ -n "$py" ]; then
   n=2000

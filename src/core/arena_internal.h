@@ -93,11 +93,13 @@ enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1, GF__SLOT_DEAD = 2 };
  * key may take it over). Tables: one inline in the slot, then up to GF__LTAB_MAX arena blocks
  * (512, 2048, 8192, 32768 entries; GF__BLK_SYS, not counted in the statistics) linked from
  * the slot. An offset's entries lie within
- * GF__LPROBE words of its hash in each table (duplicates allowed: the counts add up). */
+ * GF__LPROBE_IN / GF__LPROBE words of its hash in each table (duplicates allowed: the counts
+ * add up). */
 #define GF__LINLINE 32 /* 256 bytes per slot: 4096 slots stay ~1 MiB of header */
 #define GF__LCNT_BITS 20
 #define GF__LCNT_MAX ((1u << GF__LCNT_BITS) - 1)
-#define GF__LPROBE 32
+#define GF__LPROBE_IN 8 /* probe limit in the inline table */
+#define GF__LPROBE 16   /* ... in a chained table */
 #define GF__LTAB_MAX 4
 #define GF__LTAB_MAGIC 0x42415444474c4631ull
 typedef struct gf__ltab {

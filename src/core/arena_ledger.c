@@ -13,7 +13,7 @@
  * lock, empties it word by word (exchange to 0, then drop): a reclaimer killed half-way
  * leaves the rest for the next one.
  *
- * Full: an offset that finds no room within GF__LPROBE words of its hash in any table (the
+ * Full: an offset that finds no room within 8 (inline) or 16 words of its hash in any table (the
  * inline one of 32, then up to GILFREE_ARENA_LEDGER_TABLES chained ones, default 4: about
  * 43,000 entries in all) is not recorded: gf_ref_hold returns 0, refs_unrecorded counts it, and that
  * reference leaks if its holder dies without dropping it (as every reference did before).
@@ -26,10 +26,11 @@ static inline uint64_t gf__lhash(uint64_t key) {
     return (key * 0x9E3779B97F4A7C15ull) >> 17;
 }
 
-/* Add one to key's count in table e (mask + 1 entries). Result 1, or 0 (no room). */
-static int gf__lt_add(uint64_t *e, uint64_t mask, uint64_t key) {
+/* Add one to key's count in table e (mask + 1 entries), probing up to `probe` words. Result
+ * 1, or 0 (no room). */
+static int gf__lt_add(uint64_t *e, uint64_t mask, uint64_t key, uint64_t probe) {
     uint64_t i = gf__lhash(key) & mask;
-    for (uint64_t n = 0; n < GF__LPROBE && n <= mask; n++, i = (i + 1) & mask) {
+    for (uint64_t n = 0; n < probe && n <= mask; n++, i = (i + 1) & mask) {
         /* relaxed: the words are only this process's bookkeeping; a reclaimer reads them
          * after the owner's death (ordered by the kernel's release of the life lock). */
         uint64_t w = atomic_load_explicit(GF_A64(&e[i]), memory_order_relaxed);
@@ -47,11 +48,11 @@ static int gf__lt_add(uint64_t *e, uint64_t mask, uint64_t key) {
 }
 
 /* Take one from key's count in table e. Result 1, or 0 (not there). An entry lies within
- * GF__LPROBE words of its hash and every word before it on the way was non-zero when it was
+ * `probe` words of its hash and every word before it on the way was non-zero when it was
  * added (words never go back to 0 while the owner lives), so a 0 word ends the search. */
-static int gf__lt_sub(uint64_t *e, uint64_t mask, uint64_t key) {
+static int gf__lt_sub(uint64_t *e, uint64_t mask, uint64_t key, uint64_t probe) {
     uint64_t i = gf__lhash(key) & mask;
-    for (uint64_t n = 0; n < GF__LPROBE && n <= mask; n++, i = (i + 1) & mask) {
+    for (uint64_t n = 0; n < probe && n <= mask; n++, i = (i + 1) & mask) {
         uint64_t w = atomic_load_explicit(GF_A64(&e[i]), memory_order_relaxed);
         if (w == 0) return 0;
         while ((w >> GF__LCNT_BITS) == key && (w & GF__LCNT_MAX) != 0)
@@ -107,32 +108,58 @@ static gf__ltab *gf__lt_grow(gf_arena *a, uint64_t *link, unsigned k) {
 /* Record one reference on the live block `off` (a gf_obj or a plain block) as held by the
  * calling process. Result 1 recorded, 0 not recorded (no slot of its own, bad offset, or the
  * ledger is full: counted in refs_unrecorded). Never fails. */
-int gf_ref_hold(gf_arena *a, gf_off off) {
-    gf__slot *s = gf__own_slot(a);
-    if (!s || !off || (off & 63) || off >= a->size) return 0;
-    uint64_t key = off >> 6;
-    if (GF_LIKELY(gf__lt_add(s->refs, GF__LINLINE - 1, key))) return 1;
+static __attribute__((noinline)) int gf__ref_hold_slow(gf_arena *a, gf__slot *s,
+                                                        uint64_t key) {
+    if (gf__lt_add(s->refs, GF__LINLINE - 1, key, GF__LPROBE_IN)) return 1;
     uint64_t *link = &s->ltab;
     for (unsigned k = 0; k < a->ledger_tables; k++) {
         gf__ltab *t = gf__lt_at(a, link);
         if (!t && !(t = gf__lt_grow(a, link, k))) break;
-        if (gf__lt_add(t->e, t->cap - 1, key)) return 1;
+        if (gf__lt_add(t->e, t->cap - 1, key, GF__LPROBE)) return 1;
         link = &t->next;
     }
     atomic_fetch_add_explicit(GF_A64(&a->h->refs_unrecorded), 1, memory_order_relaxed);
     return 0;
 }
 
+int gf_ref_hold(gf_arena *a, gf_off off) {
+    gf__slot *s = gf__own_slot(a);
+    if (!s || !off || (off & 63) || off >= a->size) return 0;
+    uint64_t key = off >> 6;
+    /* Fast path: the first word of the inline table is free or this offset's. */
+    uint64_t *e = &s->refs[gf__lhash(key) & (GF__LINLINE - 1)];
+    uint64_t w = atomic_load_explicit(GF_A64(e), memory_order_relaxed);
+    uint64_t c = w & GF__LCNT_MAX;
+    if (GF_LIKELY(c == 0 || ((w >> GF__LCNT_BITS) == key && c < GF__LCNT_MAX)) &&
+        atomic_compare_exchange_strong_explicit(GF_A64(e), &w,
+                                                c == 0 ? key << GF__LCNT_BITS | 1 : w + 1,
+                                                memory_order_relaxed, memory_order_relaxed))
+        return 1;
+    return gf__ref_hold_slow(a, s, key);
+}
+
 /* Forget one recorded reference on `off` of the calling process (before it drops or hands
  * on that reference). Result 1 forgotten, 0 none was recorded. Never fails. */
+static __attribute__((noinline)) int gf__ref_unhold_slow(gf_arena *a, gf__slot *s,
+                                                          uint64_t key) {
+    if (gf__lt_sub(s->refs, GF__LINLINE - 1, key, GF__LPROBE_IN)) return 1;
+    for (gf__ltab *t = gf__lt_at(a, &s->ltab); t; t = gf__lt_at(a, &t->next))
+        if (gf__lt_sub(t->e, t->cap - 1, key, GF__LPROBE)) return 1;
+    return 0;
+}
+
 int gf_ref_unhold(gf_arena *a, gf_off off) {
     gf__slot *s = gf__own_slot(a);
     if (!s || !off) return 0;
     uint64_t key = off >> 6;
-    if (GF_LIKELY(gf__lt_sub(s->refs, GF__LINLINE - 1, key))) return 1;
-    for (gf__ltab *t = gf__lt_at(a, &s->ltab); t; t = gf__lt_at(a, &t->next))
-        if (gf__lt_sub(t->e, t->cap - 1, key)) return 1;
-    return 0;
+    /* Fast path: the first word of the inline table counts this offset. */
+    uint64_t *e = &s->refs[gf__lhash(key) & (GF__LINLINE - 1)];
+    uint64_t w = atomic_load_explicit(GF_A64(e), memory_order_relaxed);
+    if (GF_LIKELY((w >> GF__LCNT_BITS) == key && (w & GF__LCNT_MAX) != 0) &&
+        atomic_compare_exchange_strong_explicit(GF_A64(e), &w, w - 1, memory_order_relaxed,
+                                                memory_order_relaxed))
+        return 1;
+    return gf__ref_unhold_slow(a, s, key);
 }
 
 /* gf_obj_incref, then record the new reference. Result and failures: gf_obj_incref's. */
