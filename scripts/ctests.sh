@@ -50,7 +50,7 @@ case "$mode" in
   tsan)
     # Threaded tests only: TSan does not follow fork()ed children reliably.
     export GF_TEST_TSAN=1
-    for t in test_lock test_sync test_ring; do
+    for t in test_lock test_sync test_ring test_ledger; do
       [ -x "$bdir/tests/c/$t" ] && "$bdir/tests/c/$t"
     done ;;
   valgrind)
