@@ -27,6 +27,9 @@ for m in plain "held 0" "held 10" "held 100" "hold 0" "hold 100" dictset dictins
   per "$m" "$bdir/bench/c/ledger_bench" "$1" @N@ ${2:-}
 done
 if [ -n "$py" ]; then
+  export GILFREE_ARENA_SIZE=$((1 << 30))  # valgrind cannot map the default 64 GiB
+  py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"
+  cd /tmp  # not the source tree: the installed package
   n=2000
   for m in queue_handle dict_pass dict_set; do
     per "py $m" "$py" "$here/refs_loops.py" "$m" @N@

@@ -4,14 +4,11 @@
  * it inherits in its own slot; a full ledger says so and leaks only what it did not record;
  * children killed at random moments (and a reclaimer killed half-way) never make a reference
  * drop twice. */
-#include "gilfree.h"
-#include "test.h"
+#include "test_reclaimutil.h"
 
 #include "../../src/core/internal.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
-#include <sys/mman.h>
 
 #define NOBJ 5000
 
@@ -21,41 +18,10 @@ struct shared {
     gf_off offs[NOBJ];
 };
 
-static struct shared *shm(void) {
-    void *p = mmap(NULL, sizeof(struct shared), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    ASSERT(p != MAP_FAILED);
-    return p;
-}
-
-static gf_arena *mk(void) {
-    gf_arena *a = NULL;
-    ASSERT_OK(gf_arena_create((size_t)1 << 30, &a));
-    return a;
-}
-
-static gf_arena_stats stats(gf_arena *a) {
-    gf_arena_stats st;
-    ASSERT_OK(gf_arena_stats_get(a, &st));
-    return st;
-}
+static struct shared *shm(void) { return shm_map(sizeof(struct shared)); }
 
 static uint32_t refs_of(gf_arena *a, gf_off off) {
     return atomic_load((_Atomic uint32_t *)&((gf_obj *)gf_ptr(a, off))->refs);
-}
-
-static void wait_stage(struct shared *s, int v) {
-    for (int i = 0; atomic_load(&s->stage) < v; i++) {
-        ASSERT(i < 20000); /* 20 s */
-        usleep(1000);
-    }
-}
-
-static void kill_reap(pid_t p) {
-    kill(p, SIGKILL);
-    int st;
-    ASSERT(waitpid(p, &st, 0) == p);
-    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL); /* not a failed assertion (SIGABRT) */
 }
 
 /* Flush this thread's cache, then count live blocks (the consistency walk). */
@@ -100,7 +66,7 @@ TEST(killed_holder_references_dropped) {
         pause();
         _exit(0);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     ASSERT_EQ(refs_of(a, mine), 3);
     kill_reap(p);
     ASSERT(gf_arena_reclaim(a, GF_ARENA_RECLAIM_DEAD) >= 100);
@@ -137,7 +103,7 @@ TEST(fork_child_records_inherited_references) {
         pause();
         _exit(0);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     kill_reap(p);
     ASSERT_EQ(refs_of(a, o), 2);
     uint64_t r0 = stats(a).refs_reclaimed;
@@ -176,7 +142,7 @@ TEST(detach_and_reattach_drop_references) {
         pause();
         _exit(0);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     kill_reap(p);
     ASSERT_OK(gf_obj_check(a, s->offs[0], GF_OBJ_RAW)); /* nobody reclaimed yet */
     gf_arena *c = NULL;
@@ -214,7 +180,7 @@ static void many_objects(int tables) {
         pause();
         _exit(0);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     kill_reap(p);
     int rec = atomic_load(&s->recorded);
     printf("# tables %d: %d of %d references recorded\n", tables, rec, NOBJ);
@@ -324,7 +290,7 @@ TEST(reclaimer_killed_midway) {
             pause();
             _exit(0);
         }
-        wait_stage(s, 1);
+        wait_for(&s->stage, 1);
         kill_reap(p);
         pid_t q = fork();
         ASSERT(q >= 0);
