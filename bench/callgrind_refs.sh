@@ -28,6 +28,7 @@ for m in plain "held 0" "held 10" "held 100" "hold 0" "hold 100" dictset dictins
 done
 if [ -n "$py" ]; then
   export GILFREE_ARENA_SIZE=$((1 << 30))  # valgrind cannot map the default 64 GiB
+  export PYTHONHASHSEED=0                 # the same dict layouts run to run
   py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")"
   cd /tmp  # not the source tree: the installed package
   n=2000

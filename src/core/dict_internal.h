@@ -259,9 +259,12 @@ int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, cons
 int gf__dict_insert_locked(gf_arena *a, gf__dict *d, unsigned s, gf_off ne, gf_off *old_tab);
 /* The blocks a mutation of the calling thread holds in its process's block ledger
  * (gf__block_hold), so that the survivors free them if it is killed: the new entry from its
- * allocation (gf__dict_ent_new) to just before the store that links it, and an unlinked entry
- * or a replaced bucket array from just after the store that unlinks it to its free. A kill in
- * the few instructions between a store and the record's change leaks that block (as before). */
+ * allocation (gf__dict_ent_new) to just before the store that links it, and a replaced bucket
+ * array from just after the grow's commit to its free. A kill in the few instructions between
+ * a store and the record's change leaks that block (as before), and so does a kill between
+ * the unlinking of a replaced or deleted entry and its free (the stripe unlock in between):
+ * recording those too cost another ~60 instructions per replace (callgrind), for a window
+ * that short. */
 extern __thread int gf__dict_h_new __attribute__((tls_model("initial-exec")));
 extern __thread int gf__dict_h_old __attribute__((tls_model("initial-exec")));
 static inline void gf__dict_unhold(gf_arena *a, int *h) {
@@ -277,7 +280,7 @@ static inline void gf__ent_free_new(gf_arena *a, gf_off ne) {
     gf__dict_unhold(a, &gf__dict_h_new);
     gf_free(a, ne);
 }
-/* Just after the store that unlinked `old` (an entry or a bucket array). */
+/* Just after the store that unlinked `old` (a bucket array). */
 static inline void gf__dict_hold_old(gf_arena *a, gf_off old) {
     gf__dict_h_old = old ? gf__block_hold(a, old) : 0;
 }

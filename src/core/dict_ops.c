@@ -30,7 +30,6 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
         gf__ent(a, ne)->order = gf__ent(a, old)->order; /* a replace keeps the key's place */
         gf__ent_linking(a);
         gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
-        gf__dict_hold_old(a, old);
         GF__CP(GF__CP_REPLACE_COMMITTED);
         gf__seq_bump(st); /* old is freed below */
     } else if (nowait && gf__stripe_full(a, st)) {
@@ -46,7 +45,7 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
         gf__ent_free_new(a, ne);
         return r;
     }
-    if (old) gf__dict_free_old(a, old);
+    if (old) gf_free(a, old);
     gf__dict_free_old_table(a, old_tab);
     return old ? 1 : 0;
 }
@@ -86,13 +85,12 @@ static int gf__dict_remove(gf_arena *a, gf_off doff, const void *key, size_t kle
     r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
     if (r == 0) {
         gf__link_store(link, gf__link_load(&p->next[t & 1])); /* commit: unlinked */
-        gf__dict_hold_old(a, e);
         GF__CP(GF__CP_DELETE_COMMITTED);
         gf__count_store(st, gf__count_load(st) - 1);
         gf__seq_bump(st);
     }
     gf__stripe_unlock(a, d, s);
-    if (r == 0) gf__dict_free_old(a, e);
+    if (r == 0) gf_free(a, e);
     return r;
 }
 
@@ -134,12 +132,11 @@ int gf_dict_popitem(gf_arena *a, gf_off doff, gf_buf *key, gf_buf *val) {
             }
             if (r == 0) {
                 gf__link_store(&tab->b[b], gf__link_load(&p->next[w])); /* commit */
-                gf__dict_hold_old(a, e);
                 gf__count_store(st, gf__count_load(st) - 1);
                 gf__seq_bump(st);
             }
             gf__stripe_unlock(a, d, s);
-            if (r == 0) gf__dict_free_old(a, e);
+            if (r == 0) gf_free(a, e);
             return r;
         }
         gf__stripe_unlock(a, d, s);
@@ -230,11 +227,9 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
             gf__ent(a, ne)->order = gf__ent(a, old)->order;
             gf__ent_linking(a);
             gf__link_store(link, ne); /* commit */
-            gf__dict_hold_old(a, old);
             gf__seq_bump(st);
         } else if (old) { /* delete */
             gf__link_store(link, gf__link_load(&gf__ent(a, old)->next[w])); /* commit */
-            gf__dict_hold_old(a, old);
             gf__count_store(st, gf__count_load(st) - 1);
             gf__seq_bump(st);
         } else if (ne) { /* insert */
@@ -249,7 +244,7 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     if (to_free && to_free == ne)
         gf__ent_free_new(a, ne);
     else if (to_free)
-        gf__dict_free_old(a, to_free);
+        gf_free(a, to_free);
     gf__dict_free_old_table(a, old_tab);
     return match;
 }

@@ -21,7 +21,8 @@ struct shared {
 static struct shared *shm(void) { return shm_map(sizeof(struct shared)); }
 
 static uint32_t refs_of(gf_arena *a, gf_off off) {
-    return atomic_load((_Atomic uint32_t *)&((gf_obj *)gf_ptr(a, off))->refs);
+    gf_obj *o = (gf_obj *)((char *)gf_arena_base(a) + off); /* not gf_ptr: never NULL here */
+    return atomic_load((_Atomic uint32_t *)&o->refs);
 }
 
 /* Flush this thread's cache, then count live blocks (the consistency walk). */
