@@ -203,6 +203,41 @@ def test_lock_holder_sigkill_leaks_nothing():
     assert _leaked_after(run) == 0
 
 
+def _refs(q):
+    """The shared reference count of q's ring (a pickle takes one for its receiver; dropping
+    it again returns what is left)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from gilfree import _core
+
+    ForkingPickler.dumps(q)
+    return _core._obj_decref(q._offsets[0])
+
+
+@pytest.mark.timeout(90)
+def test_retried_task_does_not_drop_its_handle_argument_twice(tmp_path):
+    """A worker SIGKILLed running a task whose argument is a queue: the re-run (retries=)
+    adopts the same reference from the same task bytes, so the dead worker's adoption is not
+    dropped for it (it is not in its ledger). The queue's count ends as in the same run
+    without the death (the control; both keep the task's reference: a worker's adopted task
+    references are not recorded, and the pool's workers end by being terminated)."""
+    counts = []
+    for marker in (tmp_path / "control", tmp_path / "death"):
+        if marker.name == "control":
+            marker.touch()  # the task finds it: no death
+        q = gilfree.Queue()
+        with gilfree.Pool(1) as pool:
+            r = pool.apply_async(faultlib.put_after_a_death, (q, str(marker)), retries=1,
+                                 timeout=30)
+            assert r.get(timeout=60) is None
+            assert q.get(timeout=10) == "ran"
+        faultlib_live_blocks()  # reclaims what the dead workers held
+        counts.append(_refs(q))
+        q.put("still here")
+        assert q.get(timeout=5) == "still here"
+    assert counts[1] == counts[0] >= 1
+
+
 @pytest.mark.timeout(60)
 def test_child_os_exit_without_release_leaks_nothing():
     """A forked child that leaves with os._exit() and drops nothing (no release step): the
