@@ -182,6 +182,8 @@ typedef struct gf_arena_stats {
     uint64_t reclaimed_blocks; /* blocks released on behalf of dead processes (cumulative) */
     uint64_t reclaimed_bytes;  /* their payload bytes */
     uint64_t heals;       /* allocator repairs after a process died holding its lock */
+    uint64_t refs_reclaimed;  /* references dropped for dead processes (cumulative) */
+    uint64_t refs_unrecorded; /* references no ledger had room for (cumulative; see below) */
 } gf_arena_stats;
 /* Fill *st. Result 0. Never fails. */
 GF_EXTERN int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st);
@@ -197,9 +199,11 @@ GF_EXTERN int gf_arena_trim(gf_arena *a, int all);
  * large ring message being put, ...) and the blocks in its thread caches. `slot` is its
  * process slot (gf_arena_slot), or GF_ARENA_RECLAIM_DEAD for every process that died. The
  * pool calls it when a worker dies or retires, and an attach that re-takes a dead process's
- * slot does it first. Result: the number of blocks released. Fails: GF_EINVAL (no such
- * slot), GF_EBUSY (that process is alive, or it is the caller). Known gap: references a dead
- * process held on shared objects (gf_obj, gf_block_share) are not recorded: they leak. */
+ * slot does it first; so do the Python layer's Process.join, a lock acquire that reports
+ * its holder dead, and _core.arena_stats(). It also drops the references the process held,
+ * as recorded in its reference ledger (gf_ref_hold, below). Result: the number of blocks and
+ * references released. Fails: GF_EINVAL (no such slot), GF_EBUSY (that process is alive, or
+ * it is the caller). gf_arena_detach drops the caller's own recorded references. */
 #define GF_ARENA_RECLAIM_DEAD UINT32_MAX
 GF_EXTERN int gf_arena_reclaim(gf_arena *a, uint32_t slot);
 
@@ -235,6 +239,31 @@ GF_EXTERN int gf_obj_decref(gf_arena *a, gf_off off);
 /* Check that `off` names a live object of `type` (for offsets received from another process).
  * Fails: GF_EBADMSG. */
 GF_EXTERN int gf_obj_check(const gf_arena *a, gf_off off, uint32_t type);
+
+/* The reference ledger: the references a process holds on shared objects (gf_obj counts) and
+ * on plain blocks (gf_block_share holders), recorded in its process slot so that the
+ * survivors drop them when it dies (gf_arena_reclaim). gf_obj_incref / gf_obj_decref /
+ * gf_free record nothing: use them for references owned by another shared structure or in
+ * transit to another process (the receiver records the one it adopts). A process records a
+ * reference after taking it and forgets it before dropping or handing it on, so a kill in
+ * between leaks it, never drops it twice; a ledger must never record a reference its process
+ * does not hold.
+ * gf_ref_hold records one reference already held on the live block `off` (made with
+ * gf_obj_new, received, or inherited across fork: the child records in its own slot, after
+ * gf_arena_after_fork_child). Result 1 recorded, 0 not recorded: no slot of its own, or the
+ * ledger is full -- about 43,000 distinct offsets, GILFREE_ARENA_LEDGER_TABLES (0..4, default
+ * 4) chained tables after 32 inline entries; counted in refs_unrecorded, and that reference
+ * leaks if its holder dies without dropping it. Never fails.
+ * gf_ref_unhold forgets one recorded reference on `off`. Result 1, or 0 (none recorded).
+ * gf_obj_incref_held = gf_obj_incref then gf_ref_hold; gf_obj_decref_held = gf_ref_unhold
+ * then gf_obj_decref; gf_free_held = gf_ref_unhold then gf_free (results and failures: those
+ * of gf_obj_incref / gf_obj_decref / gf_free). */
+#define GF_REF_LEDGER 1 /* these five functions exist */
+GF_EXTERN int gf_ref_hold(gf_arena *a, gf_off off);
+GF_EXTERN int gf_ref_unhold(gf_arena *a, gf_off off);
+GF_EXTERN int gf_obj_incref_held(gf_arena *a, gf_off off);
+GF_EXTERN int gf_obj_decref_held(gf_arena *a, gf_off off);
+GF_EXTERN int gf_free_held(gf_arena *a, gf_off off);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Locks: process-shared, survive the death of their holder                                    */

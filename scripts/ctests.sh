@@ -14,7 +14,7 @@ if [ "$mode" = libfuzzer ]; then
   if [ -z "$CLANG" ]; then echo "libfuzzer: no clang, skipped (the standalone drivers ran)"; exit 0; fi
   mkdir -p "$bdir"
   src="$ROOT/src/core"
-  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/arena_proc.c" "$src/arena_alloc.c" "$src/arena_big.c" "$src/arena_reclaim.c" "$src/arena_copy.c" "$src/arena_stats.c" "$src/arena_obj.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c" "$src/sock.c")
+  core=("$src/errors.c" "$src/futex.c" "$src/arena.c" "$src/arena_proc.c" "$src/arena_alloc.c" "$src/arena_big.c" "$src/arena_reclaim.c" "$src/arena_ledger.c" "$src/arena_copy.c" "$src/arena_stats.c" "$src/arena_obj.c" "$src/lock.c" "$src/sync.c" "$src/frame.c" "$src/proc.c" "$src/sock.c")
   secs="${GILFREE_FUZZ_SECONDS:-30}"
   for t in fuzz_frame fuzz_ring fuzz_sock; do
     extra=("$src/ring.c" "$src/ring_put.c" "$src/ring_get.c")
@@ -49,11 +49,11 @@ case "$mode" in
   tsan)
     # Threaded tests only: TSan does not follow fork()ed children reliably.
     export GF_TEST_TSAN=1
-    for t in test_lock test_sync test_ring; do
+    for t in test_lock test_sync test_ring test_ledger; do
       [ -x "$bdir/tests/c/$t" ] && "$bdir/tests/c/$t"
     done ;;
   valgrind)
-    for t in test_arena test_alloc test_reclaim test_ring test_frame; do
+    for t in test_arena test_alloc test_reclaim test_ledger test_ring test_frame; do
       [ -x "$bdir/tests/c/$t" ] || continue
       GF_TEST_VALGRIND=1 valgrind -q --error-exitcode=3 --trace-children=yes \
         --child-silent-after-fork=no "$bdir/tests/c/$t"

@@ -53,6 +53,8 @@ static int gf__map(int fd, size_t size, gf_arena **out) {
      * were punched and faulted in again every call (bench numpy_new 8.4x -> 30x stdlib,
      * numpy_array 22x -> 90x). Freed memory still goes back after warm_ms. */
     a->warm_budget = gf__env_u64("GILFREE_ARENA_WARM_MB", 256) << 20;
+    uint64_t lt = gf__env_u64("GILFREE_ARENA_LEDGER_TABLES", GF__LTAB_MAX);
+    a->ledger_tables = (uint32_t)(lt < GF__LTAB_MAX ? lt : GF__LTAB_MAX);
     *out = a;
     return 0;
 }

@@ -666,6 +666,7 @@ size_t gf_block_size(const gf_arena *a, gf_off off) {
  * GF_EBADMSG. */
 int gf_arena_check_block(const gf_arena *a, gf_off off, size_t len) {
     const gf__block *b = gf__live_block(a, off);
-    if (!b || len > b->usable) return GF_EBADMSG;
+    /* The allocator's own blocks (thread-cache arrays, ledger tables) are nobody's data. */
+    if (!b || len > b->usable || (b->flags & GF__BLK_SYS)) return GF_EBADMSG;
     return 0;
 }

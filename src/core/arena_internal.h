@@ -46,7 +46,7 @@
 #include <sys/types.h>
 
 #define GF__ARENA_MAGIC 0x414e455245524647ull /* "GFRERENA" */
-#define GF__ARENA_VERSION 2u
+#define GF__ARENA_VERSION 3u
 
 #define GF__BLK_LIVE 0x4556494cu /* "LIVE" */
 #define GF__BLK_FREE 0x45455246u /* "FREE" */
@@ -86,6 +86,29 @@ enum { GF__SLOT_FREE = 0, GF__SLOT_ATTACHED = 1, GF__SLOT_DEAD = 2 };
 
 #define GF__HELD_N 16  /* ledger entries per process: blocks allocated, not yet handed on */
 #define GF__SLOT_TCS 8 /* thread caches per process whose arrays live in the arena */
+
+/* The reference ledger (arena_ledger.c): per process slot, the references it holds on shared
+ * objects (gf_obj counts) and plain blocks (gf_block_share holders). An entry is one 64-bit
+ * word, (offset >> 6) << GF__LCNT_BITS | count, 0 = never used, count 0 = a tombstone (any
+ * key may take it over). Tables: one inline in the slot, then up to GF__LTAB_MAX arena blocks
+ * (512, 2048, 8192, 32768 entries; GF__BLK_SYS, not counted in the statistics) linked from
+ * the slot. An offset's entries lie within
+ * GF__LPROBE_IN / GF__LPROBE words of its hash in each table (duplicates allowed: the counts
+ * add up). */
+#define GF__LINLINE 32 /* 256 bytes per slot: 4096 slots stay ~1 MiB of header */
+#define GF__LCNT_BITS 20
+#define GF__LCNT_MAX ((1u << GF__LCNT_BITS) - 1)
+#define GF__LPROBE_IN 8 /* probe limit in the inline table */
+#define GF__LPROBE 16   /* ... in a chained table */
+#define GF__LTAB_MAX 4
+#define GF__LTAB_MAGIC 0x42415444474c4631ull
+typedef struct gf__ltab {
+    uint64_t magic; /* GF__LTAB_MAGIC */
+    uint64_t cap;   /* entries (a power of two) */
+    uint64_t next;  /* payload offset of the next (4x larger) table, 0 = none; atomic */
+    uint64_t pad[5];
+    uint64_t e[];
+} gf__ltab;
 
 /* Thread-cache geometry (arena_alloc.c): classes 0..23 (payloads up to 4 KiB), up to
  * 2 batches of <= 64 blocks each. */
@@ -138,6 +161,9 @@ typedef struct gf__slot {
      * allocated and has not handed on yet (0 = empty entry), and its thread caches' arrays. */
     uint64_t held[GF__HELD_N] GF_ALIGNED(GF_CACHELINE);
     uint64_t tcs[GF__SLOT_TCS];
+    /* The reference ledger (arena_ledger.c), written by the owner's threads only (CAS). */
+    uint64_t ltab; /* payload offset of the first chained table, 0 = none; atomic */
+    uint64_t refs[GF__LINLINE] GF_ALIGNED(GF_CACHELINE);
 } GF_ALIGNED(GF_CACHELINE) gf__slot;
 
 typedef struct gf__arena_hdr {
@@ -163,6 +189,8 @@ typedef struct gf__arena_hdr {
     uint64_t punched;    /* bytes handed back to the kernel, cumulative */
     uint64_t reclaimed_blocks, reclaimed_bytes; /* released for dead processes, cumulative */
     uint64_t heals;      /* gf__heal runs */
+    uint64_t refs_reclaimed;  /* references dropped for dead processes, cumulative (atomic) */
+    uint64_t refs_unrecorded; /* references the ledgers had no room for, cumulative (atomic) */
     uint64_t warm_oldest; /* ns: no WARM block was freed before this (a lower bound) */
 
     /* statistics of processes without a slot (a forked child before
@@ -201,6 +229,8 @@ struct gf_arena {
     /* this process's trimming policy (GILFREE_ARENA_WARM_MS / GILFREE_ARENA_WARM_MB) */
     uint64_t warm_ms;
     uint64_t warm_budget;
+    /* chained reference-ledger tables this process may add (GILFREE_ARENA_LEDGER_TABLES) */
+    uint32_t ledger_tables;
 };
 
 _Static_assert(offsetof(struct gf_arena, base) == offsetof(struct gf__arena_head, base) &&
@@ -344,6 +374,18 @@ int gf__alloc(gf_arena *a, size_t size, uint32_t flags, gf_off *out);
  * caches' blocks and arrays); the caller holds the slot's life lock and its owner is gone.
  * Result: the number of blocks released. Never fails. */
 int gf__slot_release(gf_arena *a, uint32_t i);
+/* arena_ledger.c: drop the references recorded in slot i's ledger and free its chained
+ * tables; the caller holds the slot's life lock and its owner is gone (or is the caller,
+ * detaching). Result: the number of references dropped. Never fails. */
+uint64_t gf__ledger_release(gf_arena *a, uint32_t i);
+/* arena_proc.c: getpid(), cached (cleared in a forked child by a pthread_atfork handler). */
+extern pid_t gf__pid_cache;
+pid_t gf__pid_slow(void);
+static inline pid_t gf__pid(void) {
+    pid_t p = __atomic_load_n(&gf__pid_cache, __ATOMIC_RELAXED);
+    return GF_LIKELY(p != 0) ? p : gf__pid_slow();
+}
+
 /* arena_alloc.c: detach -- flush every thread's cached blocks of arena a. Never fails. */
 void gf__tc_detach(gf_arena *a);
 /* arena_alloc.c: after gf_arena_after_fork_child -- give the calling thread's cache a

@@ -14,28 +14,18 @@
 /* ---------------------------------------------------------------- thread ids */
 
 static __thread uint32_t gf__tid_cache;
-static _Atomic int32_t gf__pid_cache; /* this process's pid, 0 = not read yet */
+pid_t gf__pid_cache;
 static pthread_once_t gf__atfork_once = PTHREAD_ONCE_INIT;
 
-/* After fork the only thread of the child has a new tid, and the process a new pid. */
+/* After fork the only thread of the child has a new tid, the process a new pid. */
 static void gf__atfork_child(void) {
     gf__tid_cache = 0;
-    atomic_store_explicit(&gf__pid_cache, 0, memory_order_relaxed);
+    __atomic_store_n(&gf__pid_cache, 0, __ATOMIC_RELAXED);
 }
-static void gf__atfork_register(void) { pthread_atfork(NULL, NULL, gf__atfork_child); }
-
-/* This process's pid, cached (cleared in a forked child): getpid() is a system call, and one
- * on the path from a block's allocation to its ledger record is where a SIGKILL that arrived
- * meanwhile strikes (a pool worker killed right after the parent freed a block and woke it
- * leaked the block it had just taken: ~1 kill in 40). Result: the pid. */
-pid_t gf__self_pid(void) {
-    /* relaxed: every thread reads the same value; a stale 0 only costs a getpid(). */
-    int32_t p = atomic_load_explicit(&gf__pid_cache, memory_order_relaxed);
-    if (GF_LIKELY(p != 0)) return (pid_t)p;
-    pthread_once(&gf__atfork_once, gf__atfork_register);
-    p = (int32_t)getpid();
-    atomic_store_explicit(&gf__pid_cache, p, memory_order_relaxed);
-    return (pid_t)p;
+static int gf__atfork_done; /* the handler is registered: the pid may be cached */
+static void gf__atfork_register(void) {
+    if (pthread_atfork(NULL, NULL, gf__atfork_child) == 0)
+        __atomic_store_n(&gf__atfork_done, 1, __ATOMIC_RELEASE);
 }
 
 /* The calling thread's kernel tid, cached per thread; the cache is cleared in a forked child.
@@ -47,6 +37,16 @@ uint32_t gf__tid(void) {
     t = (uint32_t)syscall(SYS_gettid);
     gf__tid_cache = t;
     return t;
+}
+
+/* gf__pid's slow path (arena_internal.h): getpid() without a system call on the hot paths
+ * (glibc does not cache it). The at-fork handler that clears the cache is registered by the
+ * first gf__tid(), which every attach calls; until then nothing is cached. Result: the pid. */
+pid_t gf__pid_slow(void) {
+    pid_t p = getpid();
+    if (__atomic_load_n(&gf__atfork_done, __ATOMIC_ACQUIRE))
+        __atomic_store_n(&gf__pid_cache, p, __ATOMIC_RELAXED);
+    return p;
 }
 
 /* ---------------------------------------------------------------- process slots */

@@ -2,8 +2,8 @@
  * arena_reclaim.c -- what a dead process held, found in shared memory and released by the
  * survivors: the ledger of blocks it allocated and had not handed on yet (gf__block_hold /
  * gf__block_unhold), and the blocks in its thread caches (their arrays live in the arena,
- * registered in its slot). gf_arena_reclaim releases a dead slot's holdings; an attach that
- * re-takes a dead slot does the same first.
+ * registered in its slot), and its references (arena_ledger.c). gf_arena_reclaim releases a
+ * dead slot's holdings; an attach that re-takes a dead slot does the same first.
  */
 #include "arena_internal.h"
 
@@ -12,7 +12,7 @@
 /* Record `off` in the calling process's ledger. Result: a handle for gf__block_unhold, 0 if
  * not recorded (no slot of its own, ledger full). */
 int gf__block_hold(gf_arena *a, gf_off off) {
-    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != gf__self_pid()) return 0;
+    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != gf__pid()) return 0;
     uint64_t *held = a->h->slots[a->slot].held;
     for (int i = 0; i < GF__HELD_N; i++) {
         uint64_t z = 0;
@@ -63,7 +63,7 @@ void gf__held_put_slow(gf_arena *a) {
 }
 
 void gf__block_unhold_off(gf_arena *a, gf_off off) {
-    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != gf__self_pid()) return;
+    if (!a || !off || a->slot >= GF_ARENA_MAX_PROCS || a->pid != gf__pid()) return;
     if (gf__pend.a != a) return;
     uint64_t *held = a->h->slots[a->slot].held;
     /* Only the records held for the next put: the block may also be recorded for another
@@ -136,6 +136,7 @@ int gf__slot_release(gf_arena *a, uint32_t i) {
         atomic_fetch_add_explicit(GF_A64(&h->reclaimed_blocks), n, memory_order_relaxed);
         atomic_fetch_add_explicit(GF_A64(&h->reclaimed_bytes), bytes, memory_order_relaxed);
     }
+    n += gf__ledger_release(a, i); /* its references on shared objects and blocks */
     return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 

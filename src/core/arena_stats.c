@@ -40,6 +40,9 @@ int gf_arena_stats_get(gf_arena *a, gf_arena_stats *st) {
     st->reclaimed_blocks = atomic_load_explicit(GF_A64(&h->reclaimed_blocks), memory_order_relaxed);
     st->reclaimed_bytes = atomic_load_explicit(GF_A64(&h->reclaimed_bytes), memory_order_relaxed);
     st->heals = atomic_load_explicit(GF_A64(&h->heals), memory_order_relaxed);
+    st->refs_reclaimed = atomic_load_explicit(GF_A64(&h->refs_reclaimed), memory_order_relaxed);
+    st->refs_unrecorded =
+        atomic_load_explicit(GF_A64(&h->refs_unrecorded), memory_order_relaxed);
     return 0;
 }
 

@@ -173,8 +173,11 @@ static uint64_t gf__dict_order_next(void) {
     return now;
 }
 
-/* Allocate and fill an entry (links and order left unset). Result 0 and *out. Fails:
- * GF_ENOSPC. */
+__thread int gf__dict_h_new __attribute__((tls_model("initial-exec")));
+__thread int gf__dict_h_old __attribute__((tls_model("initial-exec")));
+
+/* Allocate and fill an entry (links and order left unset), held in the block ledger until it
+ * is linked or freed (see dict_internal.h). Result 0 and *out. Fails: GF_ENOSPC. */
 int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, const void *val,
                      size_t vlen, gf_off *out) {
     if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4) return GF_ENOSPC;
@@ -189,6 +192,7 @@ int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, cons
     p->order = 0; /* set when it is linked as a new key, or copied from the entry it replaces */
     if (klen) memcpy(p->data, key, klen);
     if (vlen) memcpy(p->data + klen, val, vlen);
+    gf__dict_h_new = gf__block_hold(a, e);
     *out = e;
     return 0;
 }
@@ -245,10 +249,11 @@ static int gf__stripe_grow(gf_arena *a, gf__dict *d, unsigned s, uint64_t nb, in
     }
     /* Commit: one release store publishes the new array and its chains. */
     atomic_store_explicit(GF_A64(&st->table), nt | nw, memory_order_release);
+    *old = otab ? (t & ~(uint64_t)63) : 0;
+    gf__dict_hold_old(a, *old); /* unreachable now: the survivors free it if we die */
     if (cp) GF__CP(GF__CP_GROW_COMMITTED);
     atomic_store_explicit(GF_A64(&st->pending), 0, memory_order_relaxed);
     gf__seq_bump(st); /* the old bucket array is freed once the stripe is dropped */
-    *old = otab ? (t & ~(uint64_t)63) : 0;
     return 0;
 }
 
@@ -258,7 +263,7 @@ void gf__dict_free_old_table(gf_arena *a, gf_off old) {
     if (!old) return;
     GF__CP(GF__CP_GROW_UNLOCKED);
     GF__CP(GF__CP_GROW_FREE);
-    gf_free(a, old);
+    gf__dict_free_old(a, old);
 }
 
 /* Link the new entry ne (its key absent) at the head of its bucket in stripe s, held by the
@@ -280,6 +285,7 @@ int gf__dict_insert_locked(gf_arena *a, gf__dict *d, unsigned s, gf_off ne, gf_o
     uint64_t *head = &tab->b[gf__bucket(p->hash, tab->nbuckets)];
     p->order = gf__dict_order_next(); /* a new key: the end of the insertion order */
     p->next[w] = gf__link_load(head);
+    gf__ent_linking(a);
     gf__link_store(head, ne); /* commit: the new entry heads its chain */
     GF__CP(GF__CP_INSERT_COMMITTED);
     uint64_t c = gf__count_load(st) + 1;

@@ -257,6 +257,38 @@ int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, cons
  * full. Result 0; *old_tab = a replaced bucket array to free after the unlock. Fails:
  * GF_ENOSPC (nothing linked). */
 int gf__dict_insert_locked(gf_arena *a, gf__dict *d, unsigned s, gf_off ne, gf_off *old_tab);
+/* The blocks a mutation of the calling thread holds in its process's block ledger
+ * (gf__block_hold), so that the survivors free them if it is killed: the new entry from its
+ * allocation (gf__dict_ent_new) to just before the store that links it, and a replaced bucket
+ * array from just after the grow's commit to its free. A kill in the few instructions between
+ * a store and the record's change leaks that block (as before), and so does a kill between
+ * the unlinking of a replaced or deleted entry and its free (the stripe unlock in between):
+ * recording those too cost another ~60 instructions per replace (callgrind), for a window
+ * that short. */
+extern __thread int gf__dict_h_new __attribute__((tls_model("initial-exec")));
+extern __thread int gf__dict_h_old __attribute__((tls_model("initial-exec")));
+static inline void gf__dict_unhold(gf_arena *a, int *h) {
+    if (*h) {
+        gf__block_unhold(a, *h);
+        *h = 0;
+    }
+}
+/* Just before the store that links the new entry. */
+static inline void gf__ent_linking(gf_arena *a) { gf__dict_unhold(a, &gf__dict_h_new); }
+/* Free the new entry (never linked). */
+static inline void gf__ent_free_new(gf_arena *a, gf_off ne) {
+    gf__dict_unhold(a, &gf__dict_h_new);
+    gf_free(a, ne);
+}
+/* Just after the store that unlinked `old` (a bucket array). */
+static inline void gf__dict_hold_old(gf_arena *a, gf_off old) {
+    gf__dict_h_old = old ? gf__block_hold(a, old) : 0;
+}
+/* Free what gf__dict_hold_old recorded. */
+static inline void gf__dict_free_old(gf_arena *a, gf_off old) {
+    gf__dict_unhold(a, &gf__dict_h_old);
+    gf_free(a, old);
+}
 /* dict.c: after dropping the stripe, free the bucket array a grow replaced (0: nothing). */
 void gf__dict_free_old_table(gf_arena *a, gf_off old);
 /* dict.c: free every entry of table word t and its bucket array (unreachable by now). */

@@ -19,7 +19,7 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
     if (r < 0) return r;
     r = nowait ? gf__dict_op_try_begin(a, d, s) : gf__dict_op_begin(a, d, s);
     if (r < 0) {
-        gf_free(a, ne);
+        gf__ent_free_new(a, ne);
         return r;
     }
     uint64_t t = gf__table(st);
@@ -28,20 +28,21 @@ static int gf__dict_set(gf_arena *a, gf_off doff, const void *key, size_t klen, 
     if (old) {
         gf__ent(a, ne)->next[t & 1] = gf__ent(a, old)->next[t & 1];
         gf__ent(a, ne)->order = gf__ent(a, old)->order; /* a replace keeps the key's place */
+        gf__ent_linking(a);
         gf__link_store(link, ne); /* commit: the new entry replaces the old one in the chain */
         GF__CP(GF__CP_REPLACE_COMMITTED);
         gf__seq_bump(st); /* old is freed below */
     } else if (nowait && gf__stripe_full(a, st)) {
         /* The insert would grow the stripe's table (relinks all its entries): not short. */
         gf__stripe_unlock(a, d, s);
-        gf_free(a, ne);
+        gf__ent_free_new(a, ne);
         return GF_EAGAIN;
     } else {
         r = gf__dict_insert_locked(a, d, s, ne, &old_tab);
     }
     gf__stripe_unlock(a, d, s);
     if (r < 0) {
-        gf_free(a, ne);
+        gf__ent_free_new(a, ne);
         return r;
     }
     if (old) gf_free(a, old);
@@ -160,7 +161,7 @@ int gf_dict_setdefault(gf_arena *a, gf_off doff, const void *key, size_t klen, c
             gf__dent *p = gf__ent(a, e);
             r = gf__copy_out(p->data + p->klen, p->vlen, buf, cap, out);
             gf__stripe_unlock(a, d, s);
-            if (ne) gf_free(a, ne);
+            if (ne) gf__ent_free_new(a, ne);
             return r < 0 ? r : 0;
         }
         if (!ne) { /* absent: allocate outside the lock, then look again */
@@ -178,13 +179,13 @@ int gf_dict_setdefault(gf_arena *a, gf_off doff, const void *key, size_t klen, c
         }
         gf__stripe_unlock(a, d, s);
         if (r < 0) {
-            gf_free(a, ne);
+            gf__ent_free_new(a, ne);
             return r;
         }
         gf__dict_free_old_table(a, old_tab);
         return 1;
     }
-    if (ne) gf_free(a, ne);
+    if (ne) gf__ent_free_new(a, ne);
     return GF_EINTR;
 }
 
@@ -204,7 +205,7 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
     }
     int r = gf__dict_op_begin(a, d, s);
     if (r < 0) {
-        if (ne) gf_free(a, ne);
+        if (ne) gf__ent_free_new(a, ne);
         return r;
     }
     uint64_t t = gf__table(st);
@@ -224,6 +225,7 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
         if (old && ne) { /* replace */
             gf__ent(a, ne)->next[w] = gf__ent(a, old)->next[w];
             gf__ent(a, ne)->order = gf__ent(a, old)->order;
+            gf__ent_linking(a);
             gf__link_store(link, ne); /* commit */
             gf__seq_bump(st);
         } else if (old) { /* delete */
@@ -239,7 +241,10 @@ int gf_dict_cas(gf_arena *a, gf_off doff, const void *key, size_t klen, const vo
         }
     }
     gf__stripe_unlock(a, d, s);
-    if (to_free) gf_free(a, to_free);
+    if (to_free && to_free == ne)
+        gf__ent_free_new(a, ne);
+    else if (to_free)
+        gf_free(a, to_free);
     gf__dict_free_old_table(a, old_tab);
     return match;
 }

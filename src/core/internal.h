@@ -70,8 +70,6 @@ uint32_t gf__self_ident(const gf_arena *a);
 int gf__ident_alive(gf_arena *a, uint32_t ident);
 /* The calling thread's kernel tid (cached per thread, reset after fork). */
 uint32_t gf__tid(void);
-/* This process's pid (cached, reset after fork: no system call). */
-pid_t gf__self_pid(void);
 
 /* --- arena_obj.c, arena_stats.c (h1-arena) --- */
 /* Per-type destructors, called by gf_obj_decref when a count drops to 0, before the object's
@@ -154,6 +152,10 @@ int gf__alloc_held(gf_arena *a, size_t size, gf_off *out, int *hold);
 /* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
  * (gf__block_hold_for_put) from before the copy. */
 int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold);
+/* arena_copy.c: gf_alloc, the block recorded by gf__block_hold (*hold: its handle) before a
+ * large fresh block is prefaulted (a kill during the prefault then leaks nothing). Result 0,
+ * *out, *hold. Fails: GF_EINVAL, GF_ENOSPC. */
+int gf__alloc_hold(gf_arena *a, size_t n, gf_off *out, int *hold);
 
 /* frame.c: free the out-of-band buffer blocks of the frame in msg, a message dropped unread
  * (nothing if it is not a valid frame). Never fails. */

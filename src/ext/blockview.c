@@ -4,7 +4,8 @@
  * it) goes away.
  *
  * A forked child inherits BlockView objects but not the block: only the process that received
- * the block frees it.
+ * the block frees it. The block is recorded in that process's reference ledger (gf_ref_hold)
+ * from here to the free, so the survivors free it if the process dies.
  */
 #include "transport.h"
 
@@ -15,6 +16,7 @@ typedef struct {
     gf_off block;
     Py_ssize_t len;
     pid_t owner; /* the process that owns the block */
+    int held;    /* recorded in its reference ledger (gf_ref_hold) */
 } BlockView;
 
 /* See transport.h. */
@@ -27,13 +29,15 @@ PyObject *gf_blockview_new(gf_state *st, gf_off block, size_t len) {
     v->block = block;
     v->len = (Py_ssize_t)len;
     v->owner = getpid();
+    v->held = !gf_adopt_unrecorded && gf_ref_hold(st->arena, block);
     return (PyObject *)v;
 }
 
 static void bv_dealloc(BlockView *self) {
     PyTypeObject *tp = Py_TYPE(self);
     gf_state *st = gf_state_of((PyObject *)self);
-    if (st && self->block && self->owner == getpid()) gf_free(st->arena, self->block);
+    if (st && self->block && self->owner == getpid())
+        (self->held ? gf_free_held : gf_free)(st->arena, self->block);
     PyObject_Free(self);
     Py_DECREF(tp);
 }

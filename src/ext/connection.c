@@ -317,6 +317,8 @@ static PyObject *mod_pipe(PyObject *m, PyObject *args) {
     gf_chan *c = gf__chan_of(st, chan);
     gf__chan_holders_add(st, c, 0);
     gf__chan_holders_add(st, c, 1);
+    gf__ring_hold_refs(st, c0);
+    gf__ring_hold_refs(st, c1);
     return Py_BuildValue("(NN)", c0, c1);
 }
 

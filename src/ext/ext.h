@@ -137,6 +137,20 @@ int gf_state_open_arena(gf_state *st);
  * our at-fork hook). Cheap: compares getpid(). Result 0, or -1 with an exception set. */
 int gf_ensure_attached(gf_state *st);
 
+/* Release what every dead process held in the arena (gf_arena_reclaim(GF_ARENA_RECLAIM_DEAD),
+ * the GIL released): called where a death is noticed without a pool -- a child reaped, a
+ * lock acquire that finds its holder dead, arena_stats(). Cheap when nobody died (one trylock
+ * per attached process). Never fails. */
+void gf_reclaim_dead(gf_state *st);
+
+/* Set (per thread, state.c) while a pool worker decodes a task: the pool sends the same task
+ * bytes again to another worker if this one dies running it (retries=), so the references
+ * and out-of-band blocks adopted from them (rebuilt handles, BlockViews) are not recorded in
+ * this process's reference ledger -- else the survivors would drop them for the dead worker
+ * and the next one would adopt them again. A dead worker's task references leak, as before
+ * the ledger. */
+extern __thread int gf_adopt_unrecorded;
+
 /* Fork for Process / Pool workers: PyOS_BeforeFork, gf_proc_fork, PyOS_AfterFork_* and the
  * arena slot of the child. Result: 0 in the parent (p filled), 1 in the child; -1 with an
  * exception set. */

@@ -13,8 +13,11 @@
  *     the object under the child), and the child's after-fork hook makes the child their owner.
  * A child that leaves through os._exit never runs its handles' deallocators; Process and pool
  * children call gf_handles_release_all() (Python: _core._release_handles()) just before, so the
- * counts stay exact. A SIGKILLed process leaks its references: the objects then live as long as
- * the arena (the process tree), never longer.
+ * counts stay exact. Each reference a handle owns is recorded in its process's reference ledger
+ * (gf_ref_hold: at creation, adoption, and in a forked child after it has its own slot), so a
+ * process that dies without dropping them (SIGKILL, os._exit) has them dropped by the survivors
+ * (gf_arena_reclaim). The references taken for a receiver or a child are not recorded: they
+ * are in transit, and whoever adopts them records them.
  *
  * The registry (a doubly linked list of this process's live handles) is only touched with the
  * GIL held.
@@ -56,6 +59,7 @@ int gf_handle_create(gf_state *st, gf_handle *h, uint32_t type, size_t size) {
     h->owner = getpid();
     h->forking = 0;
     gf__reg_add(h);
+    gf_ref_hold(st->arena, off);
     return 0;
 }
 
@@ -76,13 +80,14 @@ int gf_handle_adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type) {
     h->owner = getpid();
     h->forking = 0;
     gf__reg_add(h);
+    if (!gf_adopt_unrecorded) gf_ref_hold(st->arena, off);
     return 0;
 }
 
 /* See ext.h. Never fails. */
 void gf_handle_release(gf_state *st, gf_handle *h) {
     gf__reg_del(h);
-    if (h->off && h->owner == getpid() && st && st->arena) gf_obj_decref(st->arena, h->off);
+    if (h->off && h->owner == getpid() && st && st->arena) gf_obj_decref_held(st->arena, h->off);
     h->owner = 0;
 }
 
@@ -189,7 +194,7 @@ fail:
 void gf_handles_release_all(gf_state *st) {
     pid_t me = getpid();
     for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next) {
-        if (h->off && h->owner == me && st->arena) gf_obj_decref(st->arena, h->off);
+        if (h->off && h->owner == me && st->arena) gf_obj_decref_held(st->arena, h->off);
         h->owner = 0;
     }
 }
@@ -199,7 +204,7 @@ void gf_handles_release_all(gf_state *st) {
 void gf_handles_release_at_exit(gf_state *st) {
     pid_t me = getpid();
     for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next)
-        if (h->off && h->owner == me && st->arena) gf_obj_decref(st->arena, h->off);
+        if (h->off && h->owner == me && st->arena) gf_obj_decref_held(st->arena, h->off);
 }
 
 /* See ext.h. Result 0 or -1 with TypeError/ValueError set. */
@@ -256,11 +261,16 @@ static PyObject *h_after_parent(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) 
     Py_RETURN_NONE;
 }
 
-/* After fork, child: own the references taken before the fork. */
-static PyObject *h_after_child(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) {
+/* After fork, child: own the references taken before the fork, recorded in the child's own
+ * ledger (its slot first: a kill before the record leaks them). */
+static PyObject *h_after_child(PyObject *m, PyObject *Py_UNUSED(a)) {
+    gf_state *st = PyModule_GetState(m);
+    int attached = gf_ensure_attached(st) == 0;
+    if (!attached) PyErr_Clear(); /* unrecorded: they leak if this child is killed */
     pid_t me = getpid();
     for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next) {
         h->owner = h->forking ? me : 0;
+        if (h->forking && attached) gf_ref_hold(st->arena, h->off);
         h->forking = 0;
     }
     Py_RETURN_NONE;

@@ -23,17 +23,20 @@ static PyObject *mod_arena_fd(PyObject *m, PyObject *Py_UNUSED(args)) {
 
 static PyObject *mod_arena_stats(PyObject *m, PyObject *Py_UNUSED(args)) {
     gf_state *st = PyModule_GetState(m);
+    gf_reclaim_dead(st); /* the figures are those of the living processes */
     gf_arena_stats s;
     int rc = gf_arena_stats_get(st->arena, &s);
     if (rc < 0) return gf_raise(st, rc, "arena_stats");
     return Py_BuildValue(
-        "{sKsKsKsKsIsKsKsKsKsKsKsK}", "reserved", (unsigned long long)s.reserved, "top",
+        "{sKsKsKsKsIsKsKsKsKsKsKsKsKsK}", "reserved", (unsigned long long)s.reserved, "top",
         (unsigned long long)s.top, "in_use", (unsigned long long)s.in_use, "live_blocks",
         (unsigned long long)s.live_blocks, "live_procs", (unsigned)s.live_procs, "backing",
         (unsigned long long)s.backing, "free", (unsigned long long)s.free, "warm",
         (unsigned long long)s.warm, "punched", (unsigned long long)s.punched,
         "reclaimed_blocks", (unsigned long long)s.reclaimed_blocks, "reclaimed_bytes",
-        (unsigned long long)s.reclaimed_bytes, "heals", (unsigned long long)s.heals);
+        (unsigned long long)s.reclaimed_bytes, "heals", (unsigned long long)s.heals,
+        "refs_reclaimed", (unsigned long long)s.refs_reclaimed, "refs_unrecorded",
+        (unsigned long long)s.refs_unrecorded);
 }
 
 static PyObject *mod_arena_reclaim(PyObject *m, PyObject *Py_UNUSED(args)) {
@@ -105,11 +108,15 @@ static PyMethodDef mod_methods[] = {
      "Statistics of the shared-memory arena: reserved, top, in_use, live_blocks, live_procs;\n"
      "backing (bytes the memfd really holds), free (bytes in free big blocks), warm (of those,\n"
      "freed recently and possibly still backed), punched (bytes handed back to the kernel),\n"
-     "reclaimed_blocks / reclaimed_bytes (released for dead processes), heals."},
+     "reclaimed_blocks / reclaimed_bytes (released for dead processes), heals,\n"
+     "refs_reclaimed (references dead processes held, dropped for them), refs_unrecorded\n"
+     "(references the ledgers had no room for). What dead processes held is reclaimed first."},
     {"arena_reclaim", mod_arena_reclaim, METH_NOARGS,
      "Release what every dead process held in the arena (blocks it allocated and had not\n"
-     "handed on, its thread caches' blocks). Returns the number of blocks released. A pool\n"
-     "does this itself when a worker ends."},
+     "handed on, its thread caches' blocks, its references on shared objects and blocks).\n"
+     "Returns the number of blocks and references released. A pool does this itself when\n"
+     "a worker ends; so do Process.join, a lock acquire that finds its holder dead and\n"
+     "arena_stats()."},
     {"arena_trim", (PyCFunction)(void (*)(void))mod_arena_trim, METH_VARARGS | METH_KEYWORDS,
      "arena_trim(all=True)\n--\n\nReturn free arena memory to the kernel: with all=True the\n"
      "pages of every free block over 4 KiB, else only those past the warm delay\n"

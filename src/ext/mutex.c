@@ -94,6 +94,7 @@ int gf_mutex_obj_acquire(gf_state *st, PyObject *self, int64_t deadline) {
     if (rc == GF_ETIMEDOUT) return 0;
     if (rc == GF_EOWNERDEAD) {
         gf_mutex_unlock(st->arena, m);
+        gf_reclaim_dead(st); /* the holder's references, blocks and caches */
         return raise_owner_dead(st, self);
     }
     if (rc == GF_EAGAIN) {

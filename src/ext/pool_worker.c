@@ -373,7 +373,9 @@ static PyObject *run_task(gf_state *st, pool_obj *self, PyObject *cache, const g
         obj = gf__pk_list(fnp + h.fnlen, t->len - sizeof h - h.fnlen);
     } else {
         gf_msg m = {fnp + h.fnlen, t->len - sizeof h - h.fnlen, 0, 0};
+        gf_adopt_unrecorded = 1; /* the pool may send these bytes again (ext.h) */
         obj = gf_decode(st, &m, 0);
+        gf_adopt_unrecorded = 0;
     }
     if (!obj) {
         *where = "decode";

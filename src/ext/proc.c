@@ -75,7 +75,10 @@ static PyObject *proc_wait_deadline(PyObject *self, int64_t deadline) {
         GF_BLOCKING(rc, proc_wait_forever(&o->p));
     else
         GF_BLOCKING_SLICED(rc, deadline, dl, gf_proc_wait(&o->p, dl));
-    if (rc == 0) return proc_code(o);
+    if (rc == 0) {
+        gf_reclaim_dead(gf_state_of(self)); /* what the child held, if it died holding it */
+        return proc_code(o);
+    }
     if (rc == GF_ETIMEDOUT) Py_RETURN_NONE;
     if (rc == GF_ECHILD) {
         /* Reaped elsewhere (another thread, a SIGCHLD handler): the standard library answers

@@ -9,7 +9,9 @@
  * References. A handle holds one arena reference on each ring and on its channel block.
  * Pickling a handle takes references for the receiver (rebuilt from offsets, validated with
  * gf_obj_check). A fork gives the child its own references (the at-fork hooks walk the list of
- * live handles), so the parent may drop its handle while a child uses the queue.
+ * live handles), so the parent may drop its handle while a child uses the queue. The
+ * references a handle owns are recorded in its process's reference ledger
+ * (gf__ring_hold_refs), so a SIGKILLed holder's are dropped by the survivors.
  *
  * The channel block (a GF_OBJ_RAW object, `gf_chan`) holds what a ring does not:
  *   - JoinableQueue's unfinished-task counter and the futex word join() sleeps on;
@@ -62,6 +64,7 @@ static PyObject *ring_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
     r->tasks = tasks;
     r->mode = mode;
     r->maxsize = (uint64_t)maxsize;
+    gf__ring_hold_refs(st, r);
     return (PyObject *)r;
 }
 
@@ -94,6 +97,8 @@ static PyObject *mod_rebuild(PyObject *m, PyObject *args) {
     r->mode = mode;
     r->maxsize = maxsize;
     r->tasks = tasks && chan;
+    if (!gf_adopt_unrecorded) /* the references __reduce__ took are this process's now */
+        gf__ring_hold_refs(st, r);
     if (end >= 0) {
         gf_chan *c = gf__chan_of(st, chan);
         gf__chan_holders_add(st, c, end);

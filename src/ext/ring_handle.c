@@ -69,9 +69,17 @@ void gf__ring_drop(gf_state *st, RingObject *self) {
             }
         }
     }
-    if (self->tx) gf_obj_decref(a, self->tx);
-    if (self->rx && self->rx != self->tx) gf_obj_decref(a, self->rx);
-    if (self->chan) gf_obj_decref(a, self->chan);
+    if (self->tx) gf_obj_decref_held(a, self->tx);
+    if (self->rx && self->rx != self->tx) gf_obj_decref_held(a, self->rx);
+    if (self->chan) gf_obj_decref_held(a, self->chan);
+}
+
+/* See ring_handle.h. */
+void gf__ring_hold_refs(gf_state *st, RingObject *self) {
+    gf_arena *a = st->arena;
+    if (self->tx) gf_ref_hold(a, self->tx);
+    if (self->rx && self->rx != self->tx) gf_ref_hold(a, self->rx);
+    if (self->chan) gf_ref_hold(a, self->chan);
 }
 
 /* ------------------------------------------------------------------ errors */
@@ -262,7 +270,9 @@ static PyObject *mod_ring_before_fork(PyObject *m, PyObject *Py_UNUSED(a)) {
     gf_state *st = PyModule_GetState(m);
     pid_t me = getpid();
     for (RingObject *r = live_head; r; r = r->next) {
+        r->forking = 0;
         if (r->closed || r->owner != me) continue;
+        r->forking = 1;
         if (r->tx) gf_obj_incref(st->arena, r->tx);
         if (r->rx && r->rx != r->tx) gf_obj_incref(st->arena, r->rx);
         if (r->chan) {
@@ -281,7 +291,13 @@ static PyObject *mod_ring_after_fork_child(PyObject *m, PyObject *Py_UNUSED(a)) 
     for (RingObject *r = live_head; r; r = r->next) {
         r->busy = 0;
         if (r->closed) continue;
+        if (!r->forking) { /* no references were taken for this child: it owns none */
+            r->owner = 0;
+            continue;
+        }
+        r->forking = 0;
         r->owner = me;
+        gf__ring_hold_refs(st, r); /* in this child's own ledger */
         if (r->chan && r->end >= 0) {
             gf_chan *c = gf__chan_of(st, r->chan);
             gf__chan_holders_add(st, c, r->end);

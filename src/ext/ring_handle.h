@@ -87,6 +87,7 @@ typedef struct RingObject {
     int tasks;      /* JoinableQueue: count tasks in chan */
     uint64_t maxsize;
     pid_t owner;    /* the process whose references this handle holds */
+    int forking;    /* the last before-fork hook took references for the child */
     char *buf;
     size_t bufcap;
     PyObject *pending_exc; /* an error from a get_many batch, raised by the next get */
@@ -106,6 +107,9 @@ void gf__ring_live_unlink(RingObject *r);
 void gf__ring_release(gf_state *st, RingObject *self);
 /* Drop the references now (see gf__ring_release). */
 void gf__ring_drop(gf_state *st, RingObject *self);
+/* Record the handle's references (tx, rx, chan) in this process's reference ledger, so that
+ * the survivors drop them if it dies (gf_ref_hold). Never fails. */
+void gf__ring_hold_refs(gf_state *st, RingObject *self);
 
 /* A blocking call on this handle with the GIL released. close() from another thread meanwhile
  * only marks the handle; the references are dropped when the last such call returns, so a

@@ -49,6 +49,15 @@ int gf_ensure_attached(gf_state *st) {
     return 0;
 }
 
+__thread int gf_adopt_unrecorded;
+
+/* See ext.h. */
+void gf_reclaim_dead(gf_state *st) {
+    if (!st->arena || st->arena_pid != getpid()) return;
+    Py_BEGIN_ALLOW_THREADS(void) gf_arena_reclaim(st->arena, GF_ARENA_RECLAIM_DEAD);
+    Py_END_ALLOW_THREADS
+}
+
 /* ------------------------------------------------------------------ fork */
 
 /* See ext.h. */

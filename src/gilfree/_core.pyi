@@ -29,9 +29,11 @@ def arena_fd() -> int: ...
 def arena_stats() -> dict[str, int]:
     """Statistics of the shared-memory arena: reserved, top, in_use, live_blocks, live_procs,
     backing (bytes the memfd really holds), free, warm, punched, reclaimed_blocks,
-    reclaimed_bytes, heals."""
+    reclaimed_bytes, heals, refs_reclaimed, refs_unrecorded. What dead processes held is
+    reclaimed first."""
 def arena_reclaim() -> int:
-    """Release what every dead process held in the arena; the number of blocks released."""
+    """Release what every dead process held in the arena (blocks, references on shared
+    objects); the number of blocks and references released."""
 def arena_trim(all: bool = True) -> None:
     """Return free arena memory to the kernel (all=False: only what the warm policy allows)."""
 def _arena_blocks(

@@ -1,13 +1,9 @@
 /* test_reclaim.c -- what a dead process held is released by the survivors: its ledger (a
  * large ring message being put), its thread caches' blocks; by gf_arena_reclaim, by an
  * attach that re-takes its slot, and at detach. */
-#include "gilfree.h"
-#include "test.h"
+#include "test_reclaimutil.h"
 
 #include "../../src/core/internal.h"
-
-#include <stdatomic.h>
-#include <sys/mman.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -16,37 +12,7 @@ struct shared {
     uint32_t slot;
 };
 
-static struct shared *shm(void) {
-    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    ASSERT(p != MAP_FAILED);
-    return p;
-}
-
-static gf_arena *mk(void) {
-    gf_arena *a = NULL;
-    ASSERT_OK(gf_arena_create((size_t)1 << 30, &a));
-    return a;
-}
-
-static gf_arena_stats stats(gf_arena *a) {
-    gf_arena_stats st;
-    ASSERT_OK(gf_arena_stats_get(a, &st));
-    return st;
-}
-
-static void wait_stage(struct shared *s, int v) {
-    for (int i = 0; atomic_load(&s->stage) < v; i++) {
-        ASSERT(i < 20000); /* 20 s */
-        usleep(1000);
-    }
-}
-
-static void kill_reap(pid_t p) {
-    kill(p, SIGKILL);
-    int st;
-    ASSERT(waitpid(p, &st, 0) == p);
-    ASSERT(WIFSIGNALED(st));
-}
+static struct shared *shm(void) { return shm_map(4096); }
 
 /* A child blocked putting a 1 MiB message into a full ring holds the message's block in its
  * ledger; killed there, the block is released by gf_arena_reclaim (today it leaked). */
@@ -68,7 +34,7 @@ TEST(ring_message_block_released) {
         gf_ring_put(a, ring, big, sizeof big, GF_FOREVER); /* waits for space */
         _exit(3);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     while (stats(a).in_use < in_use0 + MiB) usleep(1000); /* its block exists */
     usleep(20000);
     kill_reap(p);
@@ -103,7 +69,7 @@ TEST(thread_cache_released) {
         pause();
         _exit(3);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     ASSERT_EQ(gf_arena_reclaim(a, s->slot), GF_EBUSY); /* alive */
     ASSERT_EQ(gf_arena_reclaim(a, gf_arena_slot(a)), GF_EBUSY); /* the caller */
     kill_reap(p);
@@ -135,7 +101,7 @@ TEST(attach_releases_dead_slot) {
         pause();
         _exit(3);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     kill_reap(p);
     ASSERT_EQ(gf__arena_verify(a), 1);
     gf_arena *b = NULL;

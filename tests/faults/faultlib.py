@@ -236,6 +236,15 @@ def check_produced(got, size):
         assert body == bytes([s % 251]) * size
 
 
+def put_after_a_death(q, marker):
+    """Task: its first run SIGKILLs the worker running it (leaving `marker`), the re-run
+    (``retries=``) puts "ran" into q."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    q.put("ran")
+
+
 def hold_lock(lock, held):
     """Take lock, set the event `held`, sleep (a lock holder that will be killed)."""
     lock.acquire()

@@ -152,7 +152,7 @@ class Soak:
         fork = common.Forker()
         try:
             d = gilfree.SharedDict()
-            for _ in range(2):  # (each killed writer leaks the dict until reclaim lands)
+            for _ in range(2):  # (the survivors drop what each killed writer held)
                 m = len(d)
                 self._kill_child(fork, faultlib.fill_dict, d, m, 10 ** 6,
                                  delay=self.rng.uniform(0.001, 0.04))

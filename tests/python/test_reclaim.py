@@ -178,7 +178,8 @@ def test_killed_workers_release_their_memory_numpy_arena():
 @pytest.mark.timeout(60)
 def test_arena_trim_and_reclaim_api():
     st = _core.arena_stats()
-    for k in ("backing", "free", "warm", "punched", "reclaimed_blocks", "reclaimed_bytes"):
+    for k in ("backing", "free", "warm", "punched", "reclaimed_blocks", "reclaimed_bytes",
+              "refs_reclaimed", "refs_unrecorded"):
         assert isinstance(st[k], int) and st[k] >= 0
     assert _core.arena_reclaim() >= 0  # nobody died: nothing (or leftovers of earlier tests)
     with Pool(1) as pool:
