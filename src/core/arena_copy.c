@@ -82,16 +82,3 @@ int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int
     gf__copy_in(a->base + *out, src, n, fresh && n >= GF__POPULATE_MIN);
     return 0;
 }
-
-/* gf_alloc with the block recorded in this process's ledger (*hold: the gf__block_hold
- * handle) before a large fresh block is prefaulted: the prefault is a system call that takes
- * ~50 us per 320 KiB, long enough for a SIGKILL to land in it once every few kills. Result 0,
- * *out, *hold. Fails: GF_EINVAL, GF_ENOSPC. */
-int gf__alloc_hold(gf_arena *a, size_t n, gf_off *out, int *hold) {
-    int fresh;
-    int rc = gf__alloc_raw(a, n, 0, out, &fresh);
-    if (rc < 0) return rc;
-    *hold = gf__block_hold(a, *out);
-    if (fresh && n >= GF__POPULATE_MIN) gf__populate(a->base + *out, n);
-    return 0;
-}

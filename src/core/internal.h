@@ -152,10 +152,6 @@ int gf__alloc_held(gf_arena *a, size_t size, gf_off *out, int *hold);
 /* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
  * (gf__block_hold_for_put) from before the copy. */
 int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold);
-/* arena_copy.c: gf_alloc, the block recorded by gf__block_hold (*hold: its handle) before a
- * large fresh block is prefaulted (a kill during the prefault then leaks nothing). Result 0,
- * *out, *hold. Fails: GF_EINVAL, GF_ENOSPC. */
-int gf__alloc_hold(gf_arena *a, size_t n, gf_off *out, int *hold);
 
 /* frame.c: free the out-of-band buffer blocks of the frame in msg, a message dropped unread
  * (nothing if it is not a valid frame). Never fails. */

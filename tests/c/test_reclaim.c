@@ -237,7 +237,7 @@ TEST(consumer_killed_holding_message_block) {
         pause(); /* killed here, the message in hand */
         _exit(3);
     }
-    wait_stage(s, 1);
+    wait_for(&s->stage, 1);
     kill_reap(p);
     ASSERT_EQ(gf_ring_count(a, ring), 0);
     ASSERT_EQ(gf__arena_verify(a), base + 1); /* the block, owned by nobody alive */
