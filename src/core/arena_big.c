@@ -235,6 +235,16 @@ static void gf__punch(gf_arena *a, gf__block *b) {
     a->h->big_warm -= b->usable;
 }
 
+/* Hand the whole pages inside [off, off + len) back to the kernel (they read as zeros
+ * afterwards). The caller owns that memory and nobody touches it meanwhile (gf_ring_trim). */
+void gf__arena_punch(gf_arena *a, gf_off off, size_t len) {
+    uint64_t s = (off + GF__PAGE - 1) & ~(GF__PAGE - 1), e = (off + len) & ~(GF__PAGE - 1);
+    if (e <= s) return;
+    if (fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s, (off_t)(e - s)) !=
+        0)
+        (void)madvise(a->base + s, e - s, MADV_REMOVE);
+}
+
 /* One pass over every listed block: punch the WARM ones freed at least max_age_ms ago.
  * (`freed` and `warm_oldest` are ns.)
  * Result: the oldest WARM block left (0 if none); h->warm_oldest updated. */
