@@ -420,6 +420,13 @@ GF_EXTERN void gf_msg_release(gf_arena *a, gf_msg *msg);
  * (gf_arena_reclaim); after gf_msg_keep the block is the caller's alone. */
 GF_EXTERN gf_off gf_msg_keep(gf_arena *a, gf_msg *msg);
 
+/* Hand the data pages of an idle ring back to the kernel: if it holds no message, neither its
+ * producers' nor its consumers' lock is held (neither is waited for) and something was put
+ * since the last trim, the whole pages of its data area are punched out of the arena's memfd
+ * (the next records fault them in again). Result 1 (trimmed), 0 (busy, not empty, or nothing
+ * new). Fails: GF_EINVAL. */
+GF_EXTERN int gf_ring_trim(gf_arena *a, gf_off ring);
+
 /* Put several messages at once (one lock round trip); waits for space as gf_ring_putv.
  * Result: the number put (all of them, unless an error after some: then the count so far is
  * returned if > 0). */

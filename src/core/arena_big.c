@@ -21,6 +21,12 @@ static inline gf__block *gf__hdr_at(const gf_arena *a, uint64_t hoff) {
 /* CLOCK_MONOTONIC in ns (never 0): free times, so that LRU order is exact. */
 static inline uint64_t gf__now(void) { return (uint64_t)gf_now_ns() + 1; }
 
+/* Add d to a big-block counter (big_free, big_warm): written under the allocator lock, read
+ * outside it as a hint (gf_arena_trim) and for statistics, hence a relaxed atomic store. */
+static inline void gf__ctr_add(uint64_t *c, int64_t d) {
+    atomic_store_explicit(GF_A64(c), *c + (uint64_t)d, memory_order_relaxed);
+}
+
 /* The floor class of `usable` bytes: the bin of a free big block of that size. */
 uint32_t gf__bin_of(uint64_t usable) {
     if (usable < 64) return 0;
@@ -56,10 +62,10 @@ static void gf__bin_push(gf_arena *a, gf__block *b) {
     h->bmap[k >> 6] |= 1ull << (k & 63); /* before the link: a set bit is only a hint */
     if (head) gf__blk(a, head)->shares = b->self;
     h->bins[k] = b->self;
-    h->big_free += b->usable;
+    gf__ctr_add(&h->big_free, (int64_t)b->usable);
     if (b->flags & GF__BLK_WARM) {
         if (h->big_warm == 0 || b->freed < h->warm_oldest) h->warm_oldest = b->freed;
-        h->big_warm += b->usable;
+        gf__ctr_add(&h->big_warm, (int64_t)b->usable);
     }
 }
 
@@ -74,8 +80,8 @@ static void gf__bin_unlink(gf_arena *a, gf__block *b) {
     b->next = 0;
     b->shares = 0;
     if (!h->bins[k]) h->bmap[k >> 6] &= ~(1ull << (k & 63));
-    h->big_free -= b->usable;
-    if (b->flags & GF__BLK_WARM) h->big_warm -= b->usable;
+    gf__ctr_add(&h->big_free, -(int64_t)b->usable);
+    if (b->flags & GF__BLK_WARM) gf__ctr_add(&h->big_warm, -(int64_t)b->usable);
 }
 
 /* The block above b now starts right after b's (new) end: point its aprev at b, or make b the
@@ -232,7 +238,17 @@ static void gf__punch(gf_arena *a, gf__block *b) {
         a->h->punched += e - s;
     }
     b->flags &= ~GF__BLK_WARM;
-    a->h->big_warm -= b->usable;
+    gf__ctr_add(&a->h->big_warm, -(int64_t)b->usable);
+}
+
+/* Hand the whole pages inside [off, off + len) back to the kernel (they read as zeros
+ * afterwards). The caller owns that memory and nobody touches it meanwhile (gf_ring_trim). */
+void gf__arena_punch(gf_arena *a, gf_off off, size_t len) {
+    uint64_t s = (off + GF__PAGE - 1) & ~(GF__PAGE - 1), e = (off + len) & ~(GF__PAGE - 1);
+    if (e <= s) return;
+    if (fallocate(a->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s, (off_t)(e - s)) !=
+        0)
+        (void)madvise(a->base + s, e - s, MADV_REMOVE);
 }
 
 /* One pass over every listed block: punch the WARM ones freed at least max_age_ms ago.
@@ -297,7 +313,8 @@ void gf__heal(gf_arena *a) {
     h->heals++;
     memset(h->bins, 0, sizeof h->bins);
     memset(h->bmap, 0, sizeof h->bmap);
-    h->big_free = h->big_warm = 0;
+    gf__ctr_add(&h->big_free, -(int64_t)h->big_free);
+    gf__ctr_add(&h->big_warm, -(int64_t)h->big_warm);
     uint64_t top = h->top, prev = 0, now = gf__now();
     gf__block *run = NULL; /* the free big block being grown by its free big successors */
     for (uint64_t p = h->data_start; p < top;) {

@@ -157,6 +157,10 @@ int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int
  * (nothing if it is not a valid frame). Never fails. */
 void gf__frame_drop(gf_arena *a, const void *msg, size_t len);
 
+/* arena_big.c: punch the whole pages inside [off, off + len) out of the memfd (they read as
+ * zeros afterwards); the caller owns that memory and nobody touches it meanwhile. */
+void gf__arena_punch(gf_arena *a, gf_off off, size_t len);
+
 /* arena_stats.c: a live block as gf__arena_live_list reports it (debugging and tests). */
 typedef struct gf__live_blk {
     gf_off off;

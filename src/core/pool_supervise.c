@@ -83,6 +83,25 @@ static void gf__on_death(gf_pool *p, uint32_t i) {
     w->open = 0;
 }
 
+/* An idle pool's rings: once nothing has been outstanding for GF__POOL_IDLE_TRIM_NS, the pages
+ * of the result ring and of the mailboxes (all touched by the records that went round them:
+ * ~6 MiB with the extension's sizes) go back to the kernel, once per idle period. */
+#define GF__POOL_IDLE_TRIM_NS 1000000000LL
+static void gf__pool_trim_rings(gf_pool *p, int64_t now) {
+    if (p->outstanding) {
+        p->busy_at = now;
+        p->rings_trimmed = 0;
+        return;
+    }
+    if (p->rings_trimmed || now - p->busy_at < GF__POOL_IDLE_TRIM_NS) return;
+    p->rings_trimmed = 1;
+    gf_ring_trim(p->a, p->sh->results);
+    for (uint32_t i = 0; i < p->opt.max_workers; i++) {
+        gf__pslot *s = gf__slot(p->sh, i);
+        if (p->w[i].state == W_LIVE && s->mailbox) gf_ring_trim(p->a, s->mailbox);
+    }
+}
+
 /* One supervision pass: reap, detect deaths, enforce timeouts, plan replacements, dispatch
  * the backlog, close mailboxes when closing. */
 void gf__pool_supervise(gf_pool *p, int64_t now) {
@@ -118,6 +137,7 @@ void gf__pool_supervise(gf_pool *p, int64_t now) {
     }
     if (gone) gf_arena_reclaim(p->a, GF_ARENA_RECLAIM_DEAD);
     gf_arena_trim(p->a, 0); /* freed memory past the warm delay goes back to the kernel */
+    gf__pool_trim_rings(p, now);
     /* Timeouts: the running task of a worker is the first on its list. */
     if (p->ntimed) {
         for (uint32_t i = 0; i < p->opt.max_workers; i++) {

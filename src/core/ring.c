@@ -275,3 +275,35 @@ int gf_ring_fd(gf_arena *a, gf_off ring) {
     gf__ring *r = gf__ring_ptr(a, ring);
     return gf__efd_usable(r) ? r->efd : -1;
 }
+
+/* Hand the data pages of an idle ring back to the kernel (see gilfree.h). Result 1 (punched),
+ * 0 (not empty, a lock held, or nothing put since the last trim). Fails: GF_EINVAL. */
+int gf_ring_trim(gf_arena *a, gf_off ring) {
+    if (!a || !ring) return GF_EINVAL;
+    gf__ring *r = gf__ring_ptr(a, ring);
+    /* relaxed: a hint; the decision is made under both locks below. */
+    uint64_t t = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
+    if (t == atomic_load_explicit(GF_A64(&r->trim_tail), memory_order_relaxed)) return 0;
+    int rc = gf_mutex_lock(a, &r->pmutex, 0); /* deadline 0: never waits */
+    if (rc < 0 && rc != GF_EOWNERDEAD) return 0;
+    if (rc == GF_EOWNERDEAD) /* as gf__plock: a dead holder may have left the flag set */
+        atomic_store_explicit(GF_A32(&r->space_waiters), 0, memory_order_relaxed);
+    rc = gf_mutex_lock(a, &r->cmutex, 0);
+    if (rc < 0 && rc != GF_EOWNERDEAD) {
+        gf_mutex_unlock(a, &r->pmutex);
+        return 0;
+    }
+    /* relaxed: each word is written only under the lock we hold. */
+    t = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
+    uint64_t h = atomic_load_explicit(GF_A64(&r->head), memory_order_relaxed);
+    int done = gf__pos(r, t) == gf__pos(r, h);
+    if (done) {
+        /* No record is queued and no put or get can run: every byte of the data area is
+         * garbage, and a record is always written before it is read (zeros are fine). */
+        gf__arena_punch(a, ring + offsetof(gf__ring, data), r->cap);
+        atomic_store_explicit(GF_A64(&r->trim_tail), t, memory_order_relaxed);
+    }
+    gf_mutex_unlock(a, &r->cmutex);
+    gf_mutex_unlock(a, &r->pmutex);
+    return done;
+}

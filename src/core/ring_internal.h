@@ -54,6 +54,7 @@ typedef struct gf__ring {
     GF_ALIGNED(64) uint64_t efd_dev; /* identity of the eventfd (fstat) */
     uint64_t efd_ino;
     uint64_t nonce;                  /* distinguishes rings created at the same address */
+    uint64_t trim_tail;              /* `tail` when gf_ring_trim last punched the data pages */
     GF_ALIGNED(64) unsigned char data[];
 } gf__ring;
 

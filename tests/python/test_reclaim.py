@@ -150,17 +150,16 @@ def test_killed_workers_release_their_memory():
 @pytest.mark.timeout(600)
 def test_killed_workers_release_their_memory_numpy():
     """The same with numpy arrays (out-of-band buffers, each an arena block the parent's array
-    wraps zero-copy). Nothing lost or twice, the killed workers' blocks come back; the backing
-    targets are printed, not asserted: the end one is missed (measured: ~38% of the peak) --
-    not by leaks (in_use returns to the pool's own) but because the pool's rings carry small
-    inline records here and their pages, all touched over the run, stay backed while the pool
-    lives (the pool holds ~7.7 MiB of rings).
+    wraps zero-copy), and the same assertions. The end target used to be missed here (~38% of
+    the peak): not by leaks but by the pool's rings, which carry small inline records in this
+    scenario and whose pages, all touched over the run, stayed backed while the pool lived
+    (~7.7 MiB); an idle pool now hands its empty rings' pages back (gf_ring_trim).
 
     The workers' arrays are made on the heap here (GILFREE_NUMPY_ARENA=0): each result is
     copied into an out-of-band arena block. The default, arrays made in the arena by NumPy's
     memory handler, is the next test."""
     pytest.importorskip("numpy")
-    run_in_fresh_process("make_array", False, GILFREE_NUMPY_ARENA="0")
+    run_in_fresh_process("make_array", True, GILFREE_NUMPY_ARENA="0")
 
 
 @pytest.mark.timeout(600)
@@ -172,7 +171,7 @@ def test_killed_workers_release_their_memory_numpy_arena():
     way to recording it in its ledger; also the allocation's prefault, the allocator lock's
     release and the sender's share before its record were unrecorded windows.)"""
     pytest.importorskip("numpy")
-    run_in_fresh_process("make_array", False, GILFREE_NUMPY_ARENA="1")
+    run_in_fresh_process("make_array", True, GILFREE_NUMPY_ARENA="1")
 
 
 @pytest.mark.timeout(60)
