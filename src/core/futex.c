@@ -48,7 +48,9 @@ void gf_set_interrupt_slice(int64_t ns) {
 }
 
 /* See internal.h. */
-int64_t gf__interrupt_slice(void) { return atomic_load_explicit(&gf__islice, memory_order_relaxed); }
+int64_t gf__interrupt_slice(void) {
+    return atomic_load_explicit(&gf__islice, memory_order_relaxed);
+}
 
 /* The time a sleep may last: `deadline`, or sooner when an interrupt slice is set (then
  * *sliced = true: waking at that time must be reported as GF_EINTR, not as a timeout). */

@@ -1,8 +1,7 @@
 """Fixtures of the fault suite: the leak check and the forker of tests/python/conftest.py
-(loaded from there, not copied: one contract for both suites), plus the ``needs_reclaim``
-marker for leak figures that only arena reclaim after death (issue 12 item 1) can bring to 0
-(no test carries it since the reference ledger landed: the dict writer, queue producer and
-lock holder leak tests are normal tests now)."""
+(loaded from there, not copied: one contract for both suites) and the arena-block counter.
+The dict writer, queue producer and lock holder leak tests, once strict xfails waiting for
+reclaim after death (issue 12 item 1), are normal tests since the reference ledger."""
 
 import importlib.util
 import pathlib
@@ -24,21 +23,6 @@ _spec.loader.exec_module(common)
 globals().update({k: v for k, v in vars(common).items() if not k.startswith("__")})
 no_leaks = common.no_leaks
 fork = common.fork
-
-RECLAIM = "needs arena reclaim (issue 12 item 1)"
-
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "needs_reclaim: the test's arena-leak assertion needs reclaim after death "
-        "(issue 12 item 1); marked xfail(strict=True) until it lands")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.get_closest_marker("needs_reclaim"):
-            item.add_marker(pytest.mark.xfail(strict=True, raises=AssertionError, reason=RECLAIM))
-
 
 @pytest.fixture
 def arena_blocks():

@@ -192,7 +192,7 @@ def test_killed_worker_leaks_nothing():
 
 @pytest.mark.timeout(60)
 def test_pool_without_faults_leaks_nothing():
-    """The control of the needs_reclaim tests: the same pool work without a kill returns
+    """The control of the leak tests above: the same pool work without a kill returns
     every block (so the figures above are the kill's)."""
     def run():
         with gilfree.Pool(2) as pool:
