@@ -142,10 +142,6 @@ def test_dict_writer_sigkill_leaks_nothing(fork):
     assert _leaked_after(run) == 0
 
 
-
-
-
-
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("size", [100, 300 << 10])  # inline records, block records
 def test_queue_producer_sigkill_mid_message(fork, size):
@@ -153,6 +149,7 @@ def test_queue_producer_sigkill_mid_message(fork, size):
     q = gilfree.Queue()
     for _ in range(5):
         pid = fork(faultlib.produce, q, size)
+        _wait_started(lambda: not q.empty())  # started (a fixed sleep was too short under load)
         time.sleep(rng.uniform(0.01, 0.1))
         assert fork.kill(pid) == -signal.SIGKILL
         got = faultlib.drain(q)
