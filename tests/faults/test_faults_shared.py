@@ -87,7 +87,8 @@ def test_dict_writer_sigkill_mid_resize(fork):
     d = gilfree.SharedDict()
     m = 0
     for round_ in range(6):
-        pid = fork(faultlib.fill_dict, d, m, 200000)
+        # far more inserts than the longest sleep lets through, so the kill always lands mid-write
+        pid = fork(faultlib.fill_dict, d, m, 10**8)
         # the first rounds kill while the stripes' tables double (few keys), later ones
         # with tens of thousands of keys in
         time.sleep(rng.uniform(0.001, 0.02) if round_ < 3 else rng.uniform(0.05, 0.3))
