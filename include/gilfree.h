@@ -118,8 +118,23 @@ GF_EXTERN int gf_arena_create(size_t reserve, gf_arena **out);
 GF_EXTERN int gf_arena_attach(int fd, gf_arena **out);
 
 /* Call in the child right after fork(): gives the child its own process slot (the parent's
- * slot stays the parent's). Fails: GF_EAGAIN (process table full). */
+ * slot stays the parent's); at once 0 if it has one already. Fails: GF_EAGAIN (process
+ * table full). */
 GF_EXTERN int gf_arena_after_fork_child(gf_arena *a);
+
+/* Fork hand-over: references a parent takes for a child it is about to fork are recorded in
+ * the child's ledger before any code of the child runs, so a child killed at its first
+ * instruction has them dropped by the survivors. gf_arena_fork_arm arms the calling thread's
+ * next fork(): in the child, inside fork() itself (a pthread_atfork child handler, after the
+ * core's own), `a` is attached as by gf_arena_after_fork_child and then child_cb(a, arg) runs
+ * (NULL: nothing more) -- it may call gf_ref_hold and other async-signal-safe code only (no
+ * malloc, no locks other threads of the parent could have held). The arming ends with that
+ * fork, in parent and child, or with gf_arena_fork_disarm(). Arming again replaces it. A
+ * child that attached this way needs no gf_arena_after_fork_child (a call returns 0 at once).
+ * Result 0. Fails: GF_ENOMEM (the at-fork handlers could not be registered). */
+GF_EXTERN int gf_arena_fork_arm(gf_arena *a, void (*child_cb)(gf_arena *a, void *arg),
+                                void *arg);
+GF_EXTERN void gf_arena_fork_disarm(void);
 
 /* Detach: unmap, close the fd and give the process slot back. Objects stay alive for other
  * processes; the memory is freed by the kernel when the last process detaches or exits. */

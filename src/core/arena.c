@@ -149,6 +149,7 @@ int gf_arena_attach(int fd, gf_arena **out) {
  * child does not hold: glibc empties a forked child's robust list). Result 0. Fails:
  * GF_EAGAIN (table full), GF_ENOMEM. */
 int gf_arena_after_fork_child(gf_arena *a) {
+    if (a->slot < GF_ARENA_MAX_PROCS && a->pid == getpid()) return 0; /* attached already */
     a->slot = GF_ARENA_MAX_PROCS;
     a->ident = 0;
     a->pid = 0;

@@ -279,6 +279,9 @@ static void gf__tc_init(void) {
     pthread_atfork(gf__tc_prepare, gf__tc_parent, gf__tc_child);
 }
 
+/* See arena_internal.h. */
+void gf__tc_ready(void) { pthread_once(&gf__tc_once, gf__tc_init); }
+
 /* The calling thread's cache for arena a, bound on first use; NULL = use the locked path. */
 static gf__tcache *gf__tc_get_slow(gf_arena *a) {
     gf__tcache *tc = gf__tc;

@@ -391,5 +391,8 @@ void gf__tc_detach(gf_arena *a);
 /* arena_alloc.c: after gf_arena_after_fork_child -- give the calling thread's cache a
  * statistics cell. Never fails. */
 void gf__tc_attached(gf_arena *a);
+/* arena_alloc.c: register the thread caches' at-fork handlers now if they are not yet (so a
+ * handler registered after this call runs after theirs in a forked child). Never fails. */
+void gf__tc_ready(void);
 
 #endif /* GF_ARENA_INTERNAL_H */

@@ -49,6 +49,50 @@ pid_t gf__pid_slow(void) {
     return p;
 }
 
+/* ---------------------------------------------------------------- fork hand-over */
+
+/* The calling thread's armed fork (gf_arena_fork_arm). Thread-local: the only thread of a
+ * forked child is a copy of the thread that forked, so the child reads what that thread
+ * armed, and a fork from any other thread finds nothing armed. */
+static __thread struct {
+    gf_arena *a;
+    void (*cb)(gf_arena *, void *);
+    void *arg;
+} gf__armed;
+static pthread_once_t gf__fork_once = PTHREAD_ONCE_INIT;
+static int gf__fork_ready;
+
+static void gf__fork_parent(void) { gf__armed.a = NULL; }
+
+/* In the child, inside fork(): attach, then let the armer record what it handed over. Runs
+ * after the thread caches' and the pid cache's handlers (registered first, gf__fork_init);
+ * the caches are cleared here too in case an earlier handler of the application forked. */
+static void gf__fork_child(void) {
+    gf_arena *a = gf__armed.a;
+    if (!a) return;
+    gf__armed.a = NULL;
+    gf__atfork_child();
+    if (gf_arena_after_fork_child(a) == 0 && gf__armed.cb) gf__armed.cb(a, gf__armed.arg);
+}
+
+static void gf__fork_init(void) {
+    (void)gf__tid(); /* the pid/tid caches' handler first ... */
+    gf__tc_ready();  /* ... and the thread caches' */
+    if (pthread_atfork(NULL, gf__fork_parent, gf__fork_child) == 0) gf__fork_ready = 1;
+}
+
+/* Result 0. Fails: GF_ENOMEM (pthread_atfork could not register the handlers). */
+int gf_arena_fork_arm(gf_arena *a, void (*child_cb)(gf_arena *, void *), void *arg) {
+    pthread_once(&gf__fork_once, gf__fork_init);
+    if (!gf__fork_ready) return GF_ENOMEM;
+    gf__armed.cb = child_cb;
+    gf__armed.arg = arg;
+    gf__armed.a = a;
+    return 0;
+}
+
+void gf_arena_fork_disarm(void) { gf__armed.a = NULL; }
+
 /* ---------------------------------------------------------------- process slots */
 
 /* Become the owner of slot i, whose life lock the caller has just acquired. */

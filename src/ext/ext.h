@@ -182,7 +182,8 @@ typedef struct gf_handle {
     void *ptr;                      /* gf_ptr(arena, off) in this process */
     gf_state *st;                   /* the module state (cached: hot paths skip the lookup) */
     pid_t owner;                    /* pid that owns the reference (0: none, do not decref) */
-    int forking;                    /* a reference was taken for a child being forked */
+    int forking;                    /* a reference was taken for a child being forked (1);
+                                     * the child recorded it inside fork() (2) */
     struct gf_handle *prev, *next;  /* this process's registry of live handles */
 } gf_handle;
 #define GF_HANDLE_HEAD gf_handle h
@@ -260,6 +261,14 @@ int gf_mutex_obj_release(gf_state *st, PyObject *self);
  * set. */
 int gf__errors_register(PyObject *m, gf_state *st);     /* errors.c: exception types */
 int gf__handle_register(PyObject *m, gf_state *st);     /* handle.c: fork hooks, helpers */
+/* In a forked child, inside fork() (gf_fork_child_record): record in the child's ledger the
+ * references the before-fork hooks took for it, handles (handle.c) and queue/pipe handles
+ * (ring_handle.c: with their pipe-end holder counts). No Python API, no malloc. */
+void gf__handles_fork_record(gf_state *st);
+void gf__rings_fork_record(gf_state *st);
+/* Arm the calling thread's next fork (gf_arena_fork_arm): the child attaches and runs the two
+ * functions above inside fork(), before any of its code. From a before-fork hook. */
+void gf_fork_arm(gf_state *st);
 int gf__mutex_register(PyObject *m, gf_state *st);      /* mutex.c: Mutex (Lock, RLock) */
 int gf__semaphore_register(PyObject *m, gf_state *st);  /* semaphore.c */
 int gf__event_register(PyObject *m, gf_state *st);      /* event.c */

@@ -10,7 +10,9 @@
  *     drops it again;
  *   - fork: every handle alive in the parent is inherited. A before-fork hook takes one more
  *     reference for each (so the parent may drop its own right after the fork without freeing
- *     the object under the child), and the child's after-fork hook makes the child their owner.
+ *     the object under the child); the child records them in its own ledger inside fork()
+ *     (gf_fork_arm: before any code of the child runs, so only a kill that lands before the
+ *     child is first scheduled leaks them), and its after-fork hook makes it their owner.
  * A child that leaves through os._exit never runs its handles' deallocators; Process and pool
  * children call gf_handles_release_all() (Python: _core._release_handles()) just before, so the
  * counts stay exact. Each reference a handle owns is recorded in its process's reference ledger
@@ -243,9 +245,11 @@ int gf_parse_block_timeout(PyObject *const *args, Py_ssize_t nargs, PyObject *kw
 
 /* ------------------------------------------------------------------ fork hooks */
 
-/* Before fork: one more reference per live handle, for the child. */
+/* Before fork: one more reference per live handle, for the child; the fork is armed so that
+ * the child records them before it runs. */
 static PyObject *h_before_fork(PyObject *m, PyObject *Py_UNUSED(a)) {
     gf_state *st = PyModule_GetState(m);
+    gf_fork_arm(st);
     pid_t me = getpid();
     for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next) {
         h->forking = 0;
@@ -261,8 +265,18 @@ static PyObject *h_after_parent(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(a)) 
     Py_RETURN_NONE;
 }
 
+/* See ext.h. In the child, inside fork(). */
+void gf__handles_fork_record(gf_state *st) {
+    for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next)
+        if (h->forking == 1) {
+            gf_ref_hold(st->arena, h->off);
+            h->forking = 2;
+        }
+}
+
 /* After fork, child: own the references taken before the fork, recorded in the child's own
- * ledger (its slot first: a kill before the record leaks them). */
+ * ledger -- inside fork() already (forking == 2), else now (the fork was not armed, or the
+ * child could not attach then). */
 static PyObject *h_after_child(PyObject *m, PyObject *Py_UNUSED(a)) {
     gf_state *st = PyModule_GetState(m);
     int attached = gf_ensure_attached(st) == 0;
@@ -270,7 +284,7 @@ static PyObject *h_after_child(PyObject *m, PyObject *Py_UNUSED(a)) {
     pid_t me = getpid();
     for (gf_handle *h = gf__reg.next; h != &gf__reg; h = h->next) {
         h->owner = h->forking ? me : 0;
-        if (h->forking && attached) gf_ref_hold(st->arena, h->off);
+        if (h->forking == 1 && attached) gf_ref_hold(st->arena, h->off);
         h->forking = 0;
     }
     Py_RETURN_NONE;

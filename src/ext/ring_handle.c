@@ -283,7 +283,29 @@ static PyObject *mod_ring_before_fork(PyObject *m, PyObject *Py_UNUSED(a)) {
     Py_RETURN_NONE;
 }
 
-/* After fork (child): own those references; register as a holder of inherited pipe ends. */
+/* Record the references taken for this (forked) child in its own ledger and turn the pipe
+ * ends it inherited from "in transit" into "held by this process". */
+static void ring_fork_take(gf_state *st, RingObject *r) {
+    gf__ring_hold_refs(st, r);
+    if (r->chan && r->end >= 0) {
+        gf_chan *c = gf__chan_of(st, r->chan);
+        gf__chan_holders_add(st, c, r->end);
+        gf__chan_pending_add(c, r->end, -1);
+    }
+}
+
+/* See ext.h. In the child, inside fork(): a child killed at its first instruction neither
+ * leaks these references nor leaves its pipe ends "in transit" for ever (its peer sees EOF). */
+void gf__rings_fork_record(gf_state *st) {
+    for (RingObject *r = live_head; r; r = r->next)
+        if (!r->closed && r->forking == 1) {
+            ring_fork_take(st, r);
+            r->forking = 2;
+        }
+}
+
+/* After fork (child): own those references (recorded inside fork() already: forking == 2;
+ * else now) and the inherited pipe ends. */
 static PyObject *mod_ring_after_fork_child(PyObject *m, PyObject *Py_UNUSED(a)) {
     gf_state *st = PyModule_GetState(m);
     if (gf_ensure_attached(st) < 0) return NULL;
@@ -295,14 +317,9 @@ static PyObject *mod_ring_after_fork_child(PyObject *m, PyObject *Py_UNUSED(a)) 
             r->owner = 0;
             continue;
         }
+        if (r->forking == 1) ring_fork_take(st, r);
         r->forking = 0;
         r->owner = me;
-        gf__ring_hold_refs(st, r); /* in this child's own ledger */
-        if (r->chan && r->end >= 0) {
-            gf_chan *c = gf__chan_of(st, r->chan);
-            gf__chan_holders_add(st, c, r->end);
-            gf__chan_pending_add(c, r->end, -1);
-        }
     }
     Py_RETURN_NONE;
 }

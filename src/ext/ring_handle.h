@@ -87,7 +87,8 @@ typedef struct RingObject {
     int tasks;      /* JoinableQueue: count tasks in chan */
     uint64_t maxsize;
     pid_t owner;    /* the process whose references this handle holds */
-    int forking;    /* the last before-fork hook took references for the child */
+    int forking;    /* the last before-fork hook took references for the child (1); the
+                     * child recorded them inside fork() (2) */
     char *buf;
     size_t bufcap;
     PyObject *pending_exc; /* an error from a get_many batch, raised by the next get */

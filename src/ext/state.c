@@ -71,11 +71,28 @@ int gf_fork(gf_state *st, gf_proc *p, uint32_t flags) {
         return 1;
     }
     PyOS_AfterFork_Parent();
+    gf_arena_fork_disarm(); /* a fork that failed before fork() was called left it armed */
     if (rc < 0) {
         errno = saved;
         return gf_raise_int(st, rc, "gilfree: fork failed");
     }
     return 0;
+}
+
+/* gf_arena_fork_arm's child callback: this process is attached now (a Python after-fork hook
+ * finds it so), and what the before-fork hooks took for it is recorded. */
+static void gf__fork_child_record(gf_arena *a, void *arg) {
+    gf_state *st = arg;
+    if (st->arena != a) return;
+    st->arena_pid = getpid();
+    gf__handles_fork_record(st);
+    gf__rings_fork_record(st);
+}
+
+/* See ext.h. Never fails (unarmed, the Python after-fork hooks record, as before). */
+void gf_fork_arm(gf_state *st) {
+    if (st->arena && st->arena_pid == getpid())
+        (void)gf_arena_fork_arm(st->arena, gf__fork_child_record, st);
 }
 
 /* See ext.h. */

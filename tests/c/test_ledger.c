@@ -116,6 +116,65 @@ TEST(fork_child_records_inherited_references) {
     gf_arena_detach(a);
 }
 
+/* gf_arena_fork_arm: the child-side callback of the fork hand-over. */
+static void record_handed_over(gf_arena *a, void *arg) { (void)gf_ref_hold(a, *(gf_off *)arg); }
+
+/* The fork hand-over records the inherited reference inside fork(): a child that dies at its
+ * first instruction after fork() (no gf_arena_after_fork_child, nothing of its own run)
+ * still has it dropped by the survivors; the arming ends with that fork. (A kill that lands
+ * before the child is first scheduled, inside fork(), still leaks: the parent here does not
+ * kill, the child does.) */
+TEST(fork_handover_records_before_the_child_runs) {
+    SKIP_UNDER_TSAN(); /* forks */
+    gf_arena *a = mk();
+    struct shared *s = shm();
+    gf_off o;
+    ASSERT_OK(gf_obj_new(a, GF_OBJ_RAW, 64, &o));
+    ASSERT_EQ(gf_ref_hold(a, o), 1);
+    uint32_t parent_slot = gf_arena_slot(a);
+    ASSERT_OK(gf_obj_incref(a, o)); /* for the child */
+    ASSERT_OK(gf_arena_fork_arm(a, record_handed_over, &o));
+    pid_t p = fork();
+    ASSERT(p >= 0);
+    if (p == 0) raise(SIGKILL); /* before anything else */
+    int st = 0;
+    ASSERT_EQ(waitpid(p, &st, 0), p);
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ASSERT_EQ(refs_of(a, o), 2);
+    uint64_t r0 = stats(a).refs_reclaimed;
+    ASSERT(gf_arena_reclaim(a, GF_ARENA_RECLAIM_DEAD) >= 1);
+    ASSERT_EQ(stats(a).refs_reclaimed - r0, 1);
+    ASSERT_EQ(refs_of(a, o), 1);
+
+    /* Armed again: the child is attached with a slot of its own before it runs, and a later
+     * call attaches nothing more; the next fork is not armed (its child has no slot). */
+    ASSERT_OK(gf_obj_incref(a, o));
+    ASSERT_OK(gf_arena_fork_arm(a, record_handed_over, &o));
+    p = fork();
+    ASSERT(p >= 0);
+    if (p == 0) {
+        uint32_t mine = gf_arena_slot(a);
+        ASSERT(mine != parent_slot && mine < GF_ARENA_MAX_PROCS);
+        ASSERT_OK(gf_arena_after_fork_child(a));
+        ASSERT_EQ(gf_arena_slot(a), mine);
+        pid_t q = fork();
+        ASSERT(q >= 0);
+        if (q == 0) _exit(gf_ref_hold(a, o) == 0 ? 0 : 1); /* not armed: no slot here */
+        ASSERT_EQ(waitpid(q, &st, 0), q);
+        ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        atomic_store(&s->stage, 1);
+        pause();
+        _exit(0);
+    }
+    wait_for(&s->stage, 1);
+    kill_reap(p);
+    ASSERT(gf_arena_reclaim(a, GF_ARENA_RECLAIM_DEAD) >= 1);
+    ASSERT_EQ(refs_of(a, o), 1);
+    gf_arena_fork_disarm(); /* nothing armed: a no-op */
+    ASSERT_EQ(gf_obj_decref_held(a, o), 0);
+    gf_arena_detach(a);
+}
+
 /* A process that detaches drops the references still recorded for it; an attach that
  * re-takes a dead process's slot drops the dead one's first. */
 TEST(detach_and_reattach_drop_references) {

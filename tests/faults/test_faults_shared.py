@@ -103,9 +103,10 @@ def test_dict_writer_sigkill_mid_resize(fork):
 
 
 def _wait_started(cond, timeout=20):
-    """Wait until the forked writer has started writing: a child killed before its after-fork
-    hook recorded the references it inherited (the first ~millisecond, longer under load)
-    leaks them -- a documented gap (docs/faults.md), not what these tests are about."""
+    """Wait until the forked writer has started writing: a child killed before it was first
+    scheduled (it records what it inherits inside fork()) leaks those references -- a
+    documented gap (docs/faults.md, tests/faults/test_fork_window.py), not what these tests
+    are about."""
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "the child never started"
