@@ -788,6 +788,42 @@ def b_seed_countdown(variant, n):
     return {"value": dt}
 
 
+def _children_cpu_ns():
+    """On-CPU nanoseconds of each child process of this one (/proc schedstat), by pid."""
+    import glob
+    kids = set()
+    for f in glob.glob("/proc/self/task/*/children"):
+        with open(f) as fh:
+            kids |= set(fh.read().split())
+    out = {}
+    for k in kids:
+        try:
+            with open("/proc/%s/schedstat" % k) as fh:
+                out[k] = int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+@group("seed_countdown_cpu", "countdown(N) split in 2: the workers' CPU time", "s", False,
+       ["stdlib", "gilfree", "gilfree-unsettled"], 50_000_000, 10_000_000,
+       note="CPU seconds the 2 workers spent on the map (schedstat), not wall time: what the "
+            "interpreter loop costs in each pool's worker, steady under load; "
+            "gilfree-unsettled: GILFREE_SETTLE_POOLS=0 (the worker does not settle pymalloc's "
+            "32-byte pools before a chunk)")
+def b_seed_countdown_cpu(variant, n):
+    if variant == "gilfree-unsettled":
+        os.environ["GILFREE_SETTLE_POOLS"] = "0"  # read by the workers forked below
+    w = workloads()
+    parts = w.split_count(n, 2)
+    with mapper("gilfree" if variant.startswith("gilfree") else variant) as m:
+        c0 = _children_cpu_ns()
+        out = m(w.countdown, parts)
+        c1 = _children_cpu_ns()
+    assert out == [0, 0]
+    return {"value": sum(c1[k] - c0.get(k, 0) for k in c1) / 1e9}
+
+
 # ----------------------------------------------------------------------------- driver
 
 def run_one(gname, variant, n):

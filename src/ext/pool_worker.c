@@ -84,6 +84,62 @@ static PyObject *lookup_fn(gf_state *st, PyObject *cache, PyObject *key) {
     return fn;
 }
 
+/* ------------------------------------------------------------------ small-object pools */
+
+/* pymalloc's pool size on 64-bit CPython >= 3.10 (POOL_BITS 14 with the radix tree); with
+ * smaller pools the probe below only finds fewer single-free-block pools. */
+#define PYMALLOC_POOL_BITS 14
+#define SETTLE_MAX 8
+typedef struct settle_t {
+    void *held[SETTLE_MAX];
+    int n;
+} settle_t;
+
+static int settle_on = -1; /* GILFREE_SETTLE_POOLS=0 turns it off (A/B measurements) */
+
+/* Before a chunk's (or a call's) user code: the worker's own churn -- decoding the task,
+ * freeing the previous results -- often leaves the front pool of pymalloc's 32-byte class
+ * (ints up to 2**30, floats) with exactly one free block; a user loop that allocates one and
+ * frees one object per step (`while n > 0: n -= 1`) then moves that pool from full to
+ * non-full and back on every step (5% of the seeds' countdown, measured). Probe with two
+ * blocks: from different pools, the front pool had a single free block -- hold that block
+ * (the pool stays full, out of the way) until settle_release and probe the next pool. The
+ * standard library's worker is as exposed; its allocation history just lands elsewhere.
+ * Never fails (a failed allocation ends the probe). */
+static void settle_pools(settle_t *s) {
+    s->n = 0;
+    if (__builtin_expect(settle_on < 0, 0)) {
+        const char *e = getenv("GILFREE_SETTLE_POOLS");
+        settle_on = !(e && *e == '0');
+    }
+    if (!settle_on) return;
+    while (s->n < SETTLE_MAX) {
+        void *p = PyObject_Malloc(28), *q = PyObject_Malloc(28);
+        int same = p && q && ((uintptr_t)p >> PYMALLOC_POOL_BITS) ==
+                                 ((uintptr_t)q >> PYMALLOC_POOL_BITS);
+        PyObject_Free(q);
+        if (same || !p || !q) {
+            PyObject_Free(p);
+            return;
+        }
+        s->held[s->n++] = p;
+    }
+}
+
+/* Give back what settle_pools held. Never fails. */
+static void settle_release(settle_t *s) {
+    while (s->n > 0) PyObject_Free(s->held[--s->n]);
+}
+
+/* fn(*args, **kw) with the pools settled for it (apply / submit calls, one by one). */
+static PyObject *call_settled(PyObject *fn, PyObject *args, PyObject *kw) {
+    settle_t s;
+    settle_pools(&s);
+    PyObject *r = PyObject_Call(fn, args, kw == Py_None ? NULL : kw);
+    settle_release(&s);
+    return r;
+}
+
 /* K_BATCH: obj = [(fnbytes, args, kwargs|None), ...] -> ([result|None, ...], {i: errbytes}).
  * Each call fails alone. NULL with an exception only when the batch itself is malformed. */
 static PyObject *run_batch(gf_state *st, PyObject *cache, pool_obj *self, PyObject *obj) {
@@ -104,7 +160,7 @@ static PyObject *run_batch(gf_state *st, PyObject *cache, pool_obj *self, PyObje
                 PyObject *a = PyTuple_GET_ITEM(it, 1), *kw = PyTuple_GET_ITEM(it, 2);
                 PyObject *at = PyTuple_Check(a) ? (Py_INCREF(a), a) : PySequence_Tuple(a);
                 if (at) {
-                    r = PyObject_Call(fn, at, kw == Py_None ? NULL : kw);
+                    r = call_settled(fn, at, kw);
                     Py_DECREF(at);
                 }
                 Py_DECREF(fn);
@@ -268,6 +324,8 @@ static PyObject *run_map_range(PyObject *fn, int64_t start, int64_t step, Py_ssi
     if (!m.ints) return PyErr_NoMemory();
     PyObject *x = NULL, *res = NULL;
     int64_t v = start;
+    settle_t st;
+    settle_pools(&st);
     for (Py_ssize_t i = 0; i < n; i++, v += (i < n ? step : 0)) {
         if (gf__int_set(&x, v) < 0) goto fail;
         Py_INCREF(x); /* map_call takes one reference; ours stays for the reuse */
@@ -276,6 +334,7 @@ static PyObject *run_map_range(PyObject *fn, int64_t start, int64_t step, Py_ssi
     }
     res = map_acc_result(&m);
 fail:
+    settle_release(&st);
     Py_XDECREF(x);
     PyMem_Free(m.ints);
     Py_XDECREF(m.lst);
@@ -310,6 +369,8 @@ static PyObject *run_map(PyObject *fn, PyObject *obj, int star) {
         PyErr_NoMemory();
         goto out;
     }
+    settle_t st;
+    settle_pools(&st);
     for (Py_ssize_t i = 0;; i++) {
         PyObject *x;
         if (arr) {
@@ -328,6 +389,7 @@ static PyObject *run_map(PyObject *fn, PyObject *obj, int star) {
     }
     res = map_acc_result(&m);
 fail:
+    settle_release(&st);
     PyMem_Free(m.ints);
     Py_XDECREF(m.lst);
 out:
@@ -391,7 +453,7 @@ static PyObject *run_task(gf_state *st, pool_obj *self, PyObject *cache, const g
             PyObject *a = PyTuple_GET_ITEM(obj, 0), *kw = PyTuple_GET_ITEM(obj, 1);
             PyObject *at = PyTuple_Check(a) ? (Py_INCREF(a), a) : PySequence_Tuple(a);
             if (at) {
-                res = PyObject_Call(fn, at, kw == Py_None ? NULL : kw);
+                res = call_settled(fn, at, kw);
                 Py_DECREF(at);
             }
         }
