@@ -543,8 +543,15 @@ static PyObject *frame_views(gf_state *st, const gf_frame *fr, int shared) {
 
 static PyObject *decode(gf_state *st, gf_msg *msg, int raw_as, int shared);
 
-/* See transport.h. */
-PyObject *gf_decode(gf_state *st, gf_msg *msg, int raw_as) { return decode(st, msg, raw_as, 0); }
+/* See transport.h. A decode nested in a task's (a reducer that reads a queue while the task's
+ * argument is unpickled) adopts the references of its own message, as usual. */
+PyObject *gf_decode(gf_state *st, gf_msg *msg, int raw_as) {
+    if (__builtin_expect(!gf_adopt_own_refs, 1)) return decode(st, msg, raw_as, 0);
+    gf_adopt_own_refs = 0;
+    PyObject *res = decode(st, msg, raw_as, 0);
+    gf_adopt_own_refs = 1;
+    return res;
+}
 
 /* See transport.h. */
 PyObject *gf_decode_shared(gf_state *st, gf_msg *msg) {
