@@ -346,3 +346,37 @@ def test_value_read_nested_in_a_task_decode_keeps_the_counts():
         assert pool.map(use_lock, [LockRef(d)] * 8, chunksize=1) == [1] * 8
     _core.arena_reclaim()
     assert _refs(lock) == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["destroy", "dealloc"])
+def test_outcomes_nobody_collected_are_released_with_the_pool(how):
+    """_core.Pool destroyed (or deallocated) with task outcomes never collected -- a running
+    task and queued ones, each holding a dict and an out-of-band buffer: what they kept goes
+    with the pool."""
+    import threading
+
+    from gilfree._pool_errors import K_CALL, _errfn
+
+    def run():
+        d = gilfree.SharedDict()
+        buf = pickle.PickleBuffer(bytearray(MiB))
+        core = _core.Pool(1, 0, None, (), _errfn)
+        t = threading.Thread(target=core.serve)
+        t.start()
+        try:
+            core.start()
+            fnb = pickle.dumps(hang)
+            for _ in range(3):
+                assert core.submit(K_CALL, fnb, ((d, buf), None), 60.0, 0, True) is not None
+            time.sleep(0.3)  # the first one runs
+            core.terminate()
+            assert core.join(10)
+            if how == "destroy":
+                core.destroy()
+        finally:
+            core.stop()
+            t.join(10)
+        del core, d, buf
+        gc.collect()
+    assert _leaked_after(run) == 0
