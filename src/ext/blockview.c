@@ -4,8 +4,9 @@
  * it) goes away.
  *
  * A forked child inherits BlockView objects but not the block: only the process that received
- * the block frees it. The block is recorded in that process's reference ledger (gf_ref_hold)
- * from here to the free, so the survivors free it if the process dies.
+ * the block frees it. The block (this holder of it: a pool task's BlockView has a holder of its
+ * own, gf_decode_shared) is recorded in that process's reference ledger (gf_ref_hold) from
+ * here to the free, so the survivors free it if the process dies.
  */
 #include "transport.h"
 
@@ -29,7 +30,7 @@ PyObject *gf_blockview_new(gf_state *st, gf_off block, size_t len) {
     v->block = block;
     v->len = (Py_ssize_t)len;
     v->owner = getpid();
-    v->held = !gf_adopt_unrecorded && gf_ref_hold(st->arena, block);
+    v->held = gf_ref_hold(st->arena, block);
     return (PyObject *)v;
 }
 

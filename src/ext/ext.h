@@ -143,13 +143,14 @@ int gf_ensure_attached(gf_state *st);
  * per attached process). Never fails. */
 void gf_reclaim_dead(gf_state *st);
 
-/* Set (per thread, state.c) while a pool worker decodes a task: the pool sends the same task
- * bytes again to another worker if this one dies running it (retries=), so the references
- * and out-of-band blocks adopted from them (rebuilt handles, BlockViews) are not recorded in
- * this process's reference ledger -- else the survivors would drop them for the dead worker
- * and the next one would adopt them again. A dead worker's task references leak, as before
- * the ledger. */
-extern __thread int gf_adopt_unrecorded;
+/* Set (per thread, state.c) while a pool worker decodes a task (gf_decode_shared): the task
+ * message keeps the references and out-of-band block holders its encode took -- the parent
+ * drops them at the task's final outcome, and may send the same bytes again to another worker
+ * after a death (retries=) -- so what is rebuilt from it takes references of its own: a
+ * handle or queue one more reference (gf_obj_incref_held), a BlockView one more holder
+ * (gf_block_share), each recorded in this process's reference ledger. A worker that dies then
+ * has exactly its own dropped by the survivors; the message's stay valid for a re-run. */
+extern __thread int gf_adopt_own_refs;
 
 /* Fork for Process / Pool workers: PyOS_BeforeFork, gf_proc_fork, PyOS_AfterFork_* and the
  * arena slot of the child. Result: 0 in the parent (p filled), 1 in the child; -1 with an
@@ -174,7 +175,8 @@ void gf_release_before_exit(gf_state *st);
  * gf_handle_create (new object) or gf_handle_rebuild (in a METH_CLASS `_rebuild(off, ...)`);
  * gf_handle_release in tp_dealloc; return gf_handle_reduce(self, extra_args) from __reduce__
  * (pickle -> (type(self)._rebuild, (off, *extra)), a reference taken for the receiver and
- * dropped again through gf_transport_on_abort if the message is not sent). Fork is handled:
+ * dropped again through gf_transport_on_abort if the message is not sent, or when a pool
+ * task carrying it reaches its final outcome). Fork is handled:
  * a before-fork hook takes a reference per live handle for the child. */
 typedef struct gf_handle {
     PyObject_HEAD
@@ -193,7 +195,8 @@ typedef struct gf_handle {
 /* New shared object (refs = 1, owned by h) of `size` bytes (>= sizeof(gf_obj)); the caller
  * initialises the payload. Result 0, or -1 with an exception set. */
 int gf_handle_create(gf_state *st, gf_handle *h, uint32_t type, size_t size);
-/* Own a reference that a sender took for us; checks off names a live object of `type`.
+/* Own a reference that a sender took for us (under gf_adopt_own_refs: take one of our own
+ * instead, the message keeps its); checks off names a live object of `type`.
  * Result 0, or -1 with gilfree.ProtocolError set. */
 int gf_handle_adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type);
 /* Drop h's reference (tp_dealloc). Safe on a zeroed handle. */

@@ -19,7 +19,9 @@
  * (gf_ref_hold: at creation, adoption, and in a forked child after it has its own slot), so a
  * process that dies without dropping them (SIGKILL, os._exit) has them dropped by the survivors
  * (gf_arena_reclaim). The references taken for a receiver or a child are not recorded: they
- * are in transit, and whoever adopts them records them.
+ * are in transit, and whoever adopts them records them -- except a pool task's, which stay
+ * the task's until its final outcome (recorded in the parent's ledger meanwhile, see
+ * pool_submit.c); a worker decoding the task takes its own (gf_adopt_own_refs).
  *
  * The registry (a doubly linked list of this process's live handles) is only touched with the
  * GIL held.
@@ -30,7 +32,8 @@
 
 /* The transport (h4) exposes an abort hook so that a reference taken for a receiver is dropped
  * when the message is never sent. Weak: the handle code works without the transport. */
-int gf_transport_on_abort(PyObject *callable, PyObject *args) __attribute__((weak));
+int gf_transport_on_abort(PyObject *callable, PyObject *args, const gf_off *refs, int nrefs)
+    __attribute__((weak));
 
 /* Sentinel of the registry of live handles of this process. */
 static gf_handle gf__reg = {.prev = &gf__reg, .next = &gf__reg};
@@ -65,10 +68,12 @@ int gf_handle_create(gf_state *st, gf_handle *h, uint32_t type, size_t size) {
     return 0;
 }
 
-/* See ext.h. Result 0, or -1 with gilfree.ProtocolError set (not a live object of `type`). */
-int gf_handle_adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type) {
+/* gf_handle_adopt; `own`: take a reference of our own (the message keeps the one its sender
+ * took: gf_adopt_own_refs). Result 0, or -1 with gilfree.ProtocolError set. */
+static int adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type, int own) {
     if (gf_ensure_attached(st) < 0) return -1;
     int rc = gf_obj_check(st->arena, off, type);
+    if (rc == 0 && own) rc = gf_obj_incref_held(st->arena, off); /* recorded after the take */
     if (rc < 0) {
         PyErr_Format(st->ProtocolError,
                      "offset %llu does not name a live shared object of the expected type "
@@ -82,8 +87,13 @@ int gf_handle_adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type) {
     h->owner = getpid();
     h->forking = 0;
     gf__reg_add(h);
-    if (!gf_adopt_unrecorded) gf_ref_hold(st->arena, off);
+    if (!own) gf_ref_hold(st->arena, off);
     return 0;
+}
+
+/* See ext.h. Result 0, or -1 with gilfree.ProtocolError set (not a live object of `type`). */
+int gf_handle_adopt(gf_state *st, gf_handle *h, gf_off off, uint32_t type) {
+    return adopt(st, h, off, type, gf_adopt_own_refs);
 }
 
 /* See ext.h. Never fails. */
@@ -105,7 +115,7 @@ int gf_handle_ref_for_receiver(gf_state *st, gf_handle *h) {
         PyObject *m = gf_module_of((PyObject *)h);
         PyObject *fn = m ? PyObject_GetAttrString(m, "_obj_decref") : NULL;
         PyObject *args = fn ? Py_BuildValue("(K)", (unsigned long long)h->off) : NULL;
-        int r = args ? gf_transport_on_abort(fn, args) : -1;
+        int r = args ? gf_transport_on_abort(fn, args, &h->off, 1) : -1;
         Py_XDECREF(fn);
         Py_XDECREF(args);
         if (r < 0) {
@@ -182,7 +192,7 @@ PyObject *gf_handle_new_object(PyTypeObject *tp, int (*create)(gf_arena *, gf_of
         gf_raise(st, rc, what);
         goto fail;
     }
-    if (gf_handle_adopt(st, (gf_handle *)self, off, type) < 0) {
+    if (adopt(st, (gf_handle *)self, off, type, 0) < 0) { /* a new object: its reference */
         gf_obj_decref(st->arena, off);
         goto fail;
     }

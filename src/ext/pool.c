@@ -20,7 +20,8 @@
  *   cancel(id) -> 0 queued, 1 running (worker killed), None unknown/finished.
  *   close(), terminate(), join(timeout) -> bool, stop(), stats(), pids()
  *
- * Payloads: see pool.h.
+ * Payloads: see pool.h. A task's argument references and out-of-band blocks are the task's
+ * until its final outcome (self->task_refs, pool_submit.c); a worker takes its own.
  *
  * Worker process: SIGINT ignored (the parent decides), initializer(*initargs) first, then the
  * C loop of pool_worker.c, then _exit (no atexit handlers of the parent run).
@@ -32,19 +33,6 @@
 
 #include <string.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------------ dropped tasks */
-
-/* opt.drop: a task no worker started is dropped (cancelled while queued, terminate, the pool
- * destroyed with tasks queued): the out-of-band blocks of its argument frame go with it (a
- * packed list owns none). Pure C: under the pool's lock, perhaps without the GIL. */
-static void drop_task(void *ctx, const void *payload, size_t len) {
-    task_hdr h;
-    if (len < sizeof h) return;
-    memcpy(&h, payload, sizeof h);
-    if (h._r[0] == 1 || h.fnlen > len - sizeof h) return;
-    gf__frame_drop(ctx, (const char *)payload + sizeof h + h.fnlen, len - sizeof h - h.fnlen);
-}
 
 /* ------------------------------------------------------------------ spawning */
 
@@ -154,6 +142,7 @@ static PyObject *pool_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
     pthread_cond_init(&self->cv, NULL);
     pthread_mutex_init(&self->req_mu, NULL);
     self->owner_pid = getpid();
+    self->next_id = 1; /* 0 asks the core to choose */
     return (PyObject *)self;
 }
 
@@ -172,8 +161,7 @@ static PyObject *pool_start(PyObject *op, PyObject *Py_UNUSED(a)) {
     o.maxtasksperchild = self->maxtasks;
     o.spawn = spawn_cb;
     o.spawn_ctx = self;
-    o.drop = drop_task;
-    o.drop_ctx = st->arena;
+    /* no o.drop: a task's out-of-band blocks are in self->task_refs until its outcome */
     o.mailbox_bytes = 1 << 20;
     o.result_bytes = 4 << 20;
     int rc;
@@ -318,6 +306,7 @@ static PyObject *pool_destroy(PyObject *op, PyObject *Py_UNUSED(a)) {
         self->pool = NULL;
         Py_BEGIN_ALLOW_THREADS gf_pool_destroy(p);
         Py_END_ALLOW_THREADS
+        gf__pool_release_all_refs(gf_state_of(op), self); /* the workers are gone */
     }
     Py_RETURN_NONE;
 }
@@ -344,8 +333,10 @@ static void pool_dealloc(PyObject *op) {
     if (self->pool && self->owner_pid == getpid()) {
         /* serve() must be gone (it holds a reference); destroy kills and reaps the rest */
         gf_pool_destroy(self->pool);
+        gf__pool_release_all_refs(gf_state_of(op), self);
     }
     self->pool = NULL;
+    Py_CLEAR(self->task_refs); /* a forked child's copy: the parent's to release */
     pool_clear(op);
     pthread_mutex_destroy(&self->mu);
     pthread_cond_destroy(&self->cv);

@@ -47,6 +47,12 @@ typedef struct {
     gf_off req_shoff; /* gf_pool_shared of the requesting pool (self->pool is unset during create) */
     gf_proc req_out;
     pid_t owner_pid;
+    /* The references and out-of-band blocks of the tasks that carry some (shared handles,
+     * arrays >= GF_OOB_MIN): {task id: gf_enc_keep's object}, released once at the task's
+     * final outcome (results(), or destroy for the tasks whose outcome nobody collected).
+     * Ids are chosen here (next_id) so that an entry exists before its task can finish. */
+    PyObject *task_refs;
+    uint64_t next_id;
 } pool_obj;
 
 #define SELF(o) ((pool_obj *)(o))
@@ -71,6 +77,9 @@ PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw);
  * `into` ({id: (sink, start)}), a map chunk's packed result whose sink has a list `_gf_into` is
  * decoded straight into it and its value is the item count (an int). */
 PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw);
+/* pool_submit.c: release the kept references of every task left in self->task_refs (the pool
+ * destroyed: no outcome will come). Only in the process that owns the pool. */
+void gf__pool_release_all_refs(gf_state *st, pool_obj *self);
 /* pool_submit.c: Pool.wake(): the thread waiting in results() returns [] now. */
 PyObject *gf__pool_wake(PyObject *op, PyObject *a);
 

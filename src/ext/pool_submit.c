@@ -82,6 +82,62 @@ static struct iovec *task_iov(task_arg *t, task_hdr *h, Py_buffer *fnb, struct i
     return iov;
 }
 
+/* Keep a frame argument's references and blocks with the task `id` (gf_enc_keep) in
+ * self->task_refs, before the submit: its outcome may be collected by another thread before
+ * the submitting one is back. A packed list or a plain frame keeps nothing (no cost but this
+ * branch). Result 1 (kept), 0 (nothing to keep), or -1 with an exception set (the argument
+ * not released). */
+static int task_keep(gf_state *st, pool_obj *self, task_arg *t, int packed, uint64_t id) {
+    if (packed || (!t->e.undo && !t->e.nbufs)) return 0;
+    PyObject *kept;
+    if (gf_enc_keep(st, &t->e, &kept) < 0) return -1;
+    if (!kept) return 0;
+    PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)id);
+    int rc = -1;
+    if (key && (self->task_refs || (self->task_refs = PyDict_New())))
+        rc = PyDict_SetItem(self->task_refs, key, kept);
+    Py_XDECREF(key);
+    if (rc < 0) gf_enc_release_kept(st, kept);
+    Py_DECREF(kept);
+    return rc < 0 ? -1 : 1;
+}
+
+/* Release what task `id` kept (its final outcome, or it was never queued), if anything. */
+static void task_release(gf_state *st, pool_obj *self, uint64_t id) {
+    if (!self->task_refs || PyDict_GET_SIZE(self->task_refs) == 0) return;
+    PyObject *key = PyLong_FromUnsignedLongLong((unsigned long long)id);
+    if (!key) {
+        PyErr_WriteUnraisable(NULL);
+        return;
+    }
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *kept = PyDict_GetItemWithError(self->task_refs, key); /* borrowed */
+    if (kept) {
+        Py_INCREF(kept);
+        if (PyDict_DelItem(self->task_refs, key) < 0) PyErr_Clear();
+        gf_enc_release_kept(st, kept);
+        Py_DECREF(kept);
+    }
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    Py_DECREF(key);
+}
+
+/* See pool.h. */
+void gf__pool_release_all_refs(gf_state *st, pool_obj *self) {
+    PyObject *d = self->task_refs;
+    if (!d || self->owner_pid != getpid() || !st || !st->arena) return;
+    self->task_refs = NULL;
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    Py_ssize_t pos = 0;
+    PyObject *k, *kept;
+    while (PyDict_Next(d, &pos, &k, &kept)) gf_enc_release_kept(st, kept);
+    Py_DECREF(d);
+    PyErr_Restore(et, ev, tb);
+}
+
 /* Release the argument after the submit (`sent`: the task was queued). */
 static void task_arg_done(gf_state *st, task_arg *t, struct iovec *iov, int sent) {
     if (t->gcnt > 0) {
@@ -123,7 +179,16 @@ PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw) {
         PyBuffer_Release(&fnb);
         return NULL;
     }
-    uint64_t id = 0;
+    /* The id is chosen here (the core takes it): the task's kept references are filed
+     * under it before the task can run. An id that was not used is taken back if no other
+     * thread took the next one meanwhile. */
+    uint64_t id = self->next_id++;
+    int kept = task_keep(st, self, &t, packed, id);
+    if (kept < 0) {
+        task_arg_done(st, &t, iov, 0);
+        PyBuffer_Release(&fnb);
+        return NULL;
+    }
     int64_t tns = timeout > 0 ? (int64_t)(timeout * 1e9) : 0;
     int rc;
     if (!block) {
@@ -132,7 +197,11 @@ PyObject *gf__pool_submit(PyObject *op, PyObject *args, PyObject *kw) {
     } else {
         GF_BLOCKING(rc, gf_pool_submit(self->pool, iov, niov, tns, retries, &id, GF_FOREVER));
     }
-    task_arg_done(st, &t, iov, rc == 0);
+    if (rc != 0) {
+        if (kept) task_release(st, self, id); /* never queued: no outcome will come */
+        if (self->next_id == id + 1) self->next_id = id;
+    }
+    task_arg_done(st, &t, iov, rc == 0 || kept); /* what was kept is released above */
     PyBuffer_Release(&fnb);
     if (rc == 0) return PyLong_FromUnsignedLongLong(id);
     if (rc == GF_ETIMEDOUT && !block) Py_RETURN_NONE;
@@ -216,6 +285,8 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
     for (int i = 0; i < rc; i++) {
         int status = res[i].status;
         PyObject *v;
+        /* Every result is its task's final outcome: what the task kept goes now. */
+        if (self->task_refs && PyDict_GET_SIZE(self->task_refs)) task_release(st, self, res[i].id);
         if ((status == GF_TASK_OK || status == GF_TASK_ERROR) && res[i].len) {
             v = status == GF_TASK_OK && into != Py_None ? result_into(st, into, &res[i]) : NULL;
             if (!v && !PyErr_Occurred()) {

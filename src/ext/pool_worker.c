@@ -435,9 +435,9 @@ static PyObject *run_task(gf_state *st, pool_obj *self, PyObject *cache, const g
         obj = gf__pk_list(fnp + h.fnlen, t->len - sizeof h - h.fnlen);
     } else {
         gf_msg m = {fnp + h.fnlen, t->len - sizeof h - h.fnlen, 0, 0};
-        gf_adopt_unrecorded = 1; /* the pool may send these bytes again (ext.h) */
-        obj = gf_decode(st, &m, 0);
-        gf_adopt_unrecorded = 0;
+        /* The task's references stay the message's (the pool may send these bytes again):
+         * ours are our own, recorded in our ledger (ext.h, gf_adopt_own_refs). */
+        obj = gf_decode_shared(st, &m);
     }
     if (!obj) {
         *where = "decode";

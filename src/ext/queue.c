@@ -68,8 +68,21 @@ static PyObject *ring_new(PyTypeObject *tp, PyObject *args, PyObject *kw) {
     return (PyObject *)r;
 }
 
+/* Under gf_adopt_own_refs: one reference of our own on each of tx, rx (if another ring) and
+ * chan (0 = none), all or none. Result 0, or -1 (one is not a live object). */
+static int rebuild_take_refs(gf_state *st, gf_off tx, gf_off rx, gf_off chan) {
+    gf_off offs[3] = {tx, rx != tx ? rx : 0, chan};
+    for (int i = 0; i < 3; i++) {
+        if (!offs[i] || gf_obj_incref(st->arena, offs[i]) == 0) continue;
+        while (i-- > 0)
+            if (offs[i]) gf_obj_decref(st->arena, offs[i]);
+        return -1;
+    }
+    return 0;
+}
+
 /* _ring_rebuild(cls, tx, rx, chan, end, mode, maxsize, tasks): a handle from a pickle. The
- * references it adopts were taken by __reduce__. */
+ * references it adopts were taken by __reduce__ (a pool task's: it takes its own). */
 static PyObject *mod_rebuild(PyObject *m, PyObject *args) {
     PyTypeObject *cls;
     unsigned long long tx, rx, chan, maxsize;
@@ -88,6 +101,9 @@ static PyObject *mod_rebuild(PyObject *m, PyObject *args) {
         (chan && gf__chan_check(st, chan) < 0) || end < -1 || end > 1 || (end >= 0 && !chan) ||
         mode < 0 || mode > MODE_CONN)
         return gf_raise(st, GF_EBADMSG, "cannot rebuild a queue or connection handle");
+    int own = gf_adopt_own_refs; /* a pool task's: take our own, the message keeps its */
+    if (own && rebuild_take_refs(st, tx, rx, chan) < 0)
+        return gf_raise(st, GF_EBADMSG, "cannot rebuild a queue or connection handle");
     RingObject *r = gf__ring_alloc(cls);
     if (!r) return NULL; /* the references leak (bounded: one handle) */
     r->tx = tx;
@@ -97,12 +113,12 @@ static PyObject *mod_rebuild(PyObject *m, PyObject *args) {
     r->mode = mode;
     r->maxsize = maxsize;
     r->tasks = tasks && chan;
-    if (!gf_adopt_unrecorded) /* the references __reduce__ took are this process's now */
-        gf__ring_hold_refs(st, r);
+    gf__ring_hold_refs(st, r); /* __reduce__'s references (or our own) are this process's */
     if (end >= 0) {
         gf_chan *c = gf__chan_of(st, chan);
         gf__chan_holders_add(st, c, end);
-        gf__chan_pending_add(c, end, -1);
+        /* A pool task's end stays in transit until the task's outcome (its undo). */
+        if (!own) gf__chan_pending_add(c, end, -1);
     }
     return (PyObject *)r;
 }
@@ -137,7 +153,12 @@ static PyObject *ring_reduce(RingObject *self, PyObject *Py_UNUSED(a)) {
                            : NULL;
     PyObject *rebuild = uargs ? PyObject_GetAttrString(mod, "_ring_rebuild") : NULL;
     PyObject *res = NULL;
-    if (rebuild && gf_transport_on_abort(undo, uargs) == 0)
+    gf_off refs[3];
+    int nrefs = 0;
+    if (self->tx) refs[nrefs++] = self->tx;
+    if (self->rx && self->rx != self->tx) refs[nrefs++] = self->rx;
+    if (self->chan) refs[nrefs++] = self->chan;
+    if (rebuild && gf_transport_on_abort(undo, uargs, refs, nrefs) == 0)
         res = Py_BuildValue("(O(OKKKiiKi))", rebuild, (PyObject *)Py_TYPE(self),
                             (unsigned long long)self->tx, (unsigned long long)self->rx,
                             (unsigned long long)self->chan, self->end, self->mode,

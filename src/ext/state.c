@@ -49,7 +49,7 @@ int gf_ensure_attached(gf_state *st) {
     return 0;
 }
 
-__thread int gf_adopt_unrecorded;
+__thread int gf_adopt_own_refs; /* see ext.h */
 
 /* See ext.h. */
 void gf_reclaim_dead(gf_state *st) {

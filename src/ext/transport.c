@@ -36,11 +36,23 @@ static __thread int hold_for_put;
  * NULL when no encode runs. */
 static _Thread_local PyObject **tl_undo;
 
-/* See transport.h. */
-int gf_transport_on_abort(PyObject *callable, PyObject *args) {
+/* See transport.h. An action is stored as (callable, args, refs): refs a tuple of the offsets
+ * (ints) whose references it drops, for gf_enc_keep's ledger records. */
+int gf_transport_on_abort(PyObject *callable, PyObject *args, const gf_off *refs, int nrefs) {
     if (!tl_undo) return 0;
     if (!*tl_undo && !(*tl_undo = PyList_New(0))) return -1;
-    PyObject *t = PyTuple_Pack(2, callable, args);
+    PyObject *offs = PyTuple_New(nrefs);
+    if (!offs) return -1;
+    for (int i = 0; i < nrefs; i++) {
+        PyObject *o = PyLong_FromUnsignedLongLong((unsigned long long)refs[i]);
+        if (!o) {
+            Py_DECREF(offs);
+            return -1;
+        }
+        PyTuple_SET_ITEM(offs, i, o);
+    }
+    PyObject *t = PyTuple_Pack(3, callable, args, offs);
+    Py_DECREF(offs);
     if (!t) return -1;
     int r = PyList_Append(*tl_undo, t);
     Py_DECREF(t);
@@ -266,6 +278,7 @@ int gf_encode(gf_state *st, PyObject *obj, int raw, gf_enc *e) {
     e->bufs = NULL;
     e->nbufs = 0;
     e->undo = NULL;
+    e->kept = 0;
     e->iovcnt = 2;
     e->iov[1].iov_base = NULL;
     e->iov[1].iov_len = 0;
@@ -355,7 +368,7 @@ int gf_encode_for_put(gf_state *st, PyObject *obj, int raw, gf_enc *e) {
 
 /* See transport.h. */
 void gf_enc_done(gf_state *st, gf_enc *e, int sent) {
-    if (!sent) {
+    if (!sent && !e->kept) {
         for (uint32_t i = 0; i < e->nbufs; i++) {
             gf__block_unhold_off(st->arena, e->bufs[i].block);
             gf_free(st->arena, e->bufs[i].block);
@@ -365,12 +378,66 @@ void gf_enc_done(gf_state *st, gf_enc *e, int sent) {
     if (e->bufs && e->bufs != e->bufs_small) PyMem_Free(e->bufs);
     e->bufs = NULL;
     e->nbufs = 0;
+    e->kept = 0;
     if (e->has_view) {
         PyBuffer_Release(&e->view);
         e->has_view = 0;
     }
     Py_CLEAR(e->keep);
     Py_CLEAR(e->undo);
+}
+
+/* Call the ledger function `fn` (gf_ref_hold / gf_ref_unhold) on every offset of the undo
+ * actions' refs tuples. */
+static void undo_refs(gf_state *st, PyObject *lst, int (*fn)(gf_arena *, gf_off)) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lst); i++) {
+        PyObject *offs = PyTuple_GET_ITEM(PyList_GET_ITEM(lst, i), 2);
+        for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(offs); k++) {
+            unsigned long long off = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(offs, k));
+            fn(st->arena, (gf_off)off);
+        }
+    }
+}
+
+/* See transport.h. The kept object is a tuple (undo list or None, bytes of nbufs gf_offs or
+ * None). */
+int gf_enc_keep(gf_state *st, gf_enc *e, PyObject **kept) {
+    *kept = NULL;
+    int has_undo = e->undo && PyList_GET_SIZE(e->undo) > 0;
+    if (!has_undo && !e->nbufs) return 0;
+    PyObject *blocks = Py_None, *undo = has_undo ? e->undo : Py_None;
+    Py_INCREF(blocks);
+    if (e->nbufs) {
+        Py_DECREF(blocks);
+        blocks = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(e->nbufs * sizeof(gf_off)));
+        if (!blocks) return -1;
+        gf_off *b = (gf_off *)PyBytes_AS_STRING(blocks);
+        for (uint32_t i = 0; i < e->nbufs; i++) b[i] = e->bufs[i].block;
+    }
+    PyObject *t = PyTuple_Pack(2, undo, blocks);
+    Py_DECREF(blocks);
+    if (!t) return -1;
+    /* Recorded after they were taken (by the encode); nothing below can fail. */
+    if (has_undo) undo_refs(st, e->undo, gf_ref_hold);
+    for (uint32_t i = 0; i < e->nbufs; i++) gf_ref_hold(st->arena, e->bufs[i].block);
+    Py_CLEAR(e->undo);
+    e->kept = 1;
+    *kept = t;
+    return 0;
+}
+
+/* See transport.h. */
+void gf_enc_release_kept(gf_state *st, PyObject *kept) {
+    PyObject *undo = PyTuple_GET_ITEM(kept, 0), *blocks = PyTuple_GET_ITEM(kept, 1);
+    if (blocks != Py_None) {
+        const gf_off *b = (const gf_off *)PyBytes_AS_STRING(blocks);
+        Py_ssize_t n = PyBytes_GET_SIZE(blocks) / (Py_ssize_t)sizeof(gf_off);
+        for (Py_ssize_t i = 0; i < n; i++) gf_free_held(st->arena, b[i]);
+    }
+    if (undo != Py_None) {
+        undo_refs(st, undo, gf_ref_unhold); /* forgotten before they are dropped */
+        run_undo(undo);
+    }
 }
 
 /* See transport.h. */
@@ -446,8 +513,57 @@ static PyObject *loads_body(gf_state *st, const void *body, size_t len, PyObject
     return res;
 }
 
-/* See transport.h. */
+/* The out-of-band buffers of a pickle frame as a list of memoryviews over BlockViews. `shared`
+ * (a pool task's frame): each BlockView takes a holder of its own (gf_block_share), the
+ * frame's stay the message's; else it takes over the frame's. Result: a new list, or NULL
+ * with an exception (the frame's blocks freed unless shared). */
+static PyObject *frame_views(gf_state *st, const gf_frame *fr, int shared) {
+    PyObject *bufs = PyList_New(fr->nbufs);
+    if (!bufs) {
+        if (!shared) free_bufs(st, fr, 0);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < fr->nbufs; i++) {
+        gf_frame_buf b;
+        memcpy(&b, (const char *)fr->bufs + i * sizeof b, sizeof b);
+        int rc = shared ? gf_block_share(st->arena, b.block) : 0;
+        if (rc < 0) gf_raise(st, GF_EBADMSG, "malformed message (out-of-band buffer)");
+        PyObject *bv = rc < 0 ? NULL : gf_blockview_new(st, b.block, (size_t)b.len);
+        PyObject *mv = bv ? PyMemoryView_FromObject(bv) : NULL;
+        Py_XDECREF(bv); /* the memoryview keeps it (or it freed the block) */
+        if (!mv) {
+            if (!shared) free_bufs(st, fr, i + 1);
+            Py_DECREF(bufs); /* frees the blocks (holders) of views already made */
+            return NULL;
+        }
+        PyList_SET_ITEM(bufs, i, mv);
+    }
+    return bufs;
+}
+
+static PyObject *decode(gf_state *st, gf_msg *msg, int raw_as, int shared);
+
+/* See transport.h. A decode nested in a task's (a reducer that reads a queue while the task's
+ * argument is unpickled) adopts the references of its own message, as usual. */
 PyObject *gf_decode(gf_state *st, gf_msg *msg, int raw_as) {
+    if (__builtin_expect(!gf_adopt_own_refs, 1)) return decode(st, msg, raw_as, 0);
+    gf_adopt_own_refs = 0;
+    PyObject *res = decode(st, msg, raw_as, 0);
+    gf_adopt_own_refs = 1;
+    return res;
+}
+
+/* See transport.h. */
+PyObject *gf_decode_shared(gf_state *st, gf_msg *msg) {
+    int prev = gf_adopt_own_refs;
+    gf_adopt_own_refs = 1;
+    PyObject *res = decode(st, msg, 0, 1);
+    gf_adopt_own_refs = prev;
+    return res;
+}
+
+/* gf_decode; `shared`: see gf_decode_shared. */
+static PyObject *decode(gf_state *st, gf_msg *msg, int raw_as, int shared) {
     gf_frame fr;
     if (gf_decode_frame(st, msg, &fr) < 0) {
         gf_msg_release(st->arena, msg);
@@ -492,28 +608,7 @@ PyObject *gf_decode(gf_state *st, gf_msg *msg, int raw_as) {
     case GF_FRAME_PICKLE:
     case GF_FRAME_ERROR: {
         PyObject *bufs = NULL;
-        if (fr.nbufs) {
-            bufs = PyList_New(fr.nbufs);
-            if (!bufs) {
-                free_bufs(st, &fr, 0);
-                break;
-            }
-            for (uint32_t i = 0; i < fr.nbufs; i++) {
-                gf_frame_buf b;
-                memcpy(&b, (const char *)fr.bufs + i * sizeof b, sizeof b);
-                PyObject *bv = gf_blockview_new(st, b.block, (size_t)b.len);
-                PyObject *mv = bv ? PyMemoryView_FromObject(bv) : NULL;
-                Py_XDECREF(bv); /* the memoryview keeps it (or it freed the block) */
-                if (!mv) {
-                    free_bufs(st, &fr, i + 1);
-                    Py_DECREF(bufs); /* frees the blocks of views already made */
-                    bufs = NULL;
-                    break;
-                }
-                PyList_SET_ITEM(bufs, i, mv);
-            }
-            if (!bufs) break;
-        }
+        if (fr.nbufs && !(bufs = frame_views(st, &fr, shared))) break;
         res = loads_body(st, body, n, bufs);
         Py_XDECREF(bufs);
         break;
@@ -529,8 +624,47 @@ PyObject *gf_pickle_bytes(gf_state *st, PyObject *obj) {
     return PyObject_CallFunction(st->pickle_dumps, "Oi", obj, 5);
 }
 
-/* Cache pickle.dumps / pickle.loads / PickleBuffer in the module state. Result 0 or -1. */
-int gf__transport_register(PyObject *Py_UNUSED(m), gf_state *st) {
+/* buffer_callback of _pickle_check: every buffer out of band, dropped (no copy). */
+static PyObject *discard_cb(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(pb)) {
+    Py_RETURN_NONE;
+}
+static PyMethodDef discard_cb_def = {"_gilfree_discard", discard_cb, METH_O, NULL};
+
+/* _pickle_check(obj): pickle.dumps(obj, protocol=5) as a picklability check -- buffers out of
+ * band and dropped, and the references the reducers of shared handles take for a receiver
+ * given back (a plain pickle.dumps leaked one per handle). Result None, or NULL with the
+ * pickling error set. */
+static PyObject *mod_pickle_check(PyObject *m, PyObject *obj) {
+    gf_state *st = PyModule_GetState(m);
+    PyObject *cb = PyCFunction_New(&discard_cb_def, NULL);
+    if (!cb) return NULL;
+    PyObject *undo = NULL, **prev = tl_undo;
+    tl_undo = &undo;
+    PyObject *kw = Py_BuildValue("{sisO}", "protocol", 5, "buffer_callback", cb);
+    PyObject *args = kw ? PyTuple_Pack(1, obj) : NULL;
+    PyObject *r = args ? PyObject_Call(st->pickle_dumps, args, kw) : NULL;
+    tl_undo = prev;
+    Py_XDECREF(args);
+    Py_XDECREF(kw);
+    Py_DECREF(cb);
+    if (undo) run_undo(undo);
+    Py_XDECREF(undo);
+    if (!r) return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef transport_functions[] = {
+    {"_pickle_check", mod_pickle_check, METH_O,
+     "_pickle_check(obj): raise what pickle.dumps(obj, protocol=5) raises (buffers dropped, "
+     "shared handles' references for a receiver given back)."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* Cache pickle.dumps / pickle.loads / PickleBuffer in the module state; add _pickle_check.
+ * Result 0 or -1. */
+int gf__transport_register(PyObject *m, gf_state *st) {
+    if (PyModule_AddFunctions(m, transport_functions) < 0) return -1;
     PyObject *pickle = PyImport_ImportModule("pickle");
     if (!pickle) return -1;
     st->pickle_dumps = PyObject_GetAttrString(pickle, "dumps");

@@ -30,7 +30,9 @@ typedef struct gf_enc {
     gf_frame_buf *bufs;  /* out-of-band buffers (arena blocks owned until sent) */
     uint32_t nbufs;
     gf_frame_buf bufs_small[4];
-    PyObject *undo;      /* owned: list of (callable, args) run if the message is not sent */
+    PyObject *undo;      /* owned: list of (callable, args, refs) run if the message is not
+                          * sent (refs: the offsets whose references the action drops) */
+    int kept;            /* gf_enc_keep took the undo list and the blocks */
 } gf_enc;
 
 /* Encode `obj` (kind: GF_FRAME_RAW to send a bytes-like object's bytes as RAW, else -1 for
@@ -48,6 +50,18 @@ void gf_enc_done(gf_state *st, gf_enc *e, int sent);
  * for a message put right away: a block freed while still recorded would be freed again. */
 int gf_encode_for_put(gf_state *st, PyObject *obj, int raw, gf_enc *e);
 
+/* A pool task's message (sent once or more, see pool_submit.c) keeps the references and
+ * out-of-band blocks its encode took until the task's final outcome: gf_enc_keep takes them
+ * from `e` into *kept (a new object; NULL when there are none: plain arguments) and records
+ * each one in this process's reference ledger, so that the survivors drop them if this process
+ * dies first. Then call gf_enc_done(st, e, 1) whether or not the message is sent, and
+ * gf_enc_release_kept(st, *kept) exactly once when the task is finished (or was never sent).
+ * Result 0, or -1 with an exception set (nothing taken). */
+int gf_enc_keep(gf_state *st, gf_enc *e, PyObject **kept);
+/* Drop what gf_enc_keep kept: forget each ledger record, then free the blocks (this holder)
+ * and run the undo actions (the references). Never fails (errors written as unraisable). */
+void gf_enc_release_kept(gf_state *st, PyObject *kept);
+
 /* Copy the whole frame of `e` into dst (e->total bytes). */
 void gf_enc_flatten(const gf_enc *e, char *dst);
 
@@ -56,6 +70,12 @@ void gf_enc_flatten(const gf_enc *e, char *dst);
  * 0 -> bytes, 1 -> pickle.loads(bytes) (Connection.recv on a send_bytes message).
  * Result: a new reference, or NULL with an exception set (the message is consumed anyway). */
 PyObject *gf_decode(gf_state *st, gf_msg *msg, int raw_as);
+
+/* Decode a pool task's argument frame, whose references and out-of-band blocks stay the
+ * message's (gf_enc_keep): what is rebuilt from it takes references and block holders of its
+ * own, recorded in this process's ledger (gf_adopt_own_refs, ext.h); nothing of the message's
+ * is freed. Result as gf_decode. */
+PyObject *gf_decode_shared(gf_state *st, gf_msg *msg);
 
 /* Parse a message as a frame; raises ProtocolError on failure. Result 0 or -1. Does not
  * release anything. */
@@ -69,12 +89,13 @@ void gf_msg_discard(gf_state *st, gf_msg *msg);
 PyObject *gf_pickle_bytes(gf_state *st, PyObject *obj);
 
 /* Reducers of shared handles call this to register an undo action (callable(*args)) with the
- * encode running in this thread, if any. Result 0, or -1 with an exception set. */
-int gf_transport_on_abort(PyObject *callable, PyObject *args);
+ * encode running in this thread, if any; refs[0..nrefs) are the offsets whose references the
+ * action drops (gf_enc_keep records them). Result 0, or -1 with an exception set. */
+int gf_transport_on_abort(PyObject *callable, PyObject *args, const gf_off *refs, int nrefs);
 
 /* BlockView (blockview.c): a buffer exporter over an arena block; frees the block at dealloc.
- * Steals `block` (len bytes of it are exposed). Result: new reference or NULL (the block is
- * freed on failure). */
+ * Steals `block` (one holder of it: len bytes are exposed) and records it in this process's
+ * ledger. Result: new reference or NULL (the block -- this holder -- is freed on failure). */
 PyObject *gf_blockview_new(gf_state *st, gf_off block, size_t len);
 
 #endif /* GF_TRANSPORT_H */

@@ -130,7 +130,10 @@ PyObject *gf_val_decode(gf_state *st, const void *data, size_t len) {
     if (bodyb) {
         PyObject *kw = Py_BuildValue("{sO}", "buffers", bufs);
         PyObject *args = kw ? PyTuple_Pack(1, bodyb) : NULL;
+        int own = gf_adopt_own_refs; /* (a read nested in a pool task's decode adopts) */
+        gf_adopt_own_refs = 0;
         res = args ? PyObject_Call(st->pickle_loads, args, kw) : NULL;
+        gf_adopt_own_refs = own;
         Py_XDECREF(args);
         Py_XDECREF(kw);
         Py_DECREF(bodyb);

@@ -42,11 +42,6 @@ def __getattr__(name):
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
-def _discard_buffer(buf):
-    """pickle buffer_callback: keep the buffer out of band and drop it (a picklability check)."""
-    return None
-
-
 __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "WorkerLostError",
            "TaskTimeoutError", "RemoteTraceback", "TimeoutError"]
 
@@ -454,11 +449,11 @@ class Pool:
             if type(a) not in _SIMPLE:
                 # An unpicklable argument fails here, not later. Buffers (NumPy arrays) are
                 # left out of band: checking must not copy a 100 MB array in-band.
-                pickle.dumps((args, kwds), protocol=5, buffer_callback=_discard_buffer)
+                _core._pickle_check((args, kwds))  # (gives a handle's reference back)
                 break
         else:
             if kwds:
-                pickle.dumps(kwds, protocol=5, buffer_callback=_discard_buffer)
+                _core._pickle_check(kwds)
         with _evlock:
             b = self._batch
             b.append((res, fnb, args, kwds))
@@ -517,7 +512,7 @@ class Pool:
             good = []
             for it in items:
                 try:
-                    pickle.dumps((it[2], it[3]), protocol=5, buffer_callback=_discard_buffer)
+                    _core._pickle_check((it[2], it[3]))
                     good.append(it)
                 except Exception as e:
                     it[0]._set(False, e)

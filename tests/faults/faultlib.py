@@ -250,3 +250,22 @@ def hold_lock(lock, held):
     lock.acquire()
     held.set()
     time.sleep(60)
+
+
+def note_pid_and_hang(d, started):
+    """Task: write this worker's pid into d["pid"], set `started`, sleep (a task that holds
+    shared handles until its worker dies)."""
+    d["pid"] = os.getpid()
+    started.set()
+    time.sleep(60)
+
+
+def pool_parent(d, started):
+    """Process target: a pool whose one task holds d and started until this process is
+    killed (its worker dies with it: PR_SET_PDEATHSIG)."""
+    import gilfree
+
+    pool = gilfree.Pool(1)
+    pool.apply_async(note_pid_and_hang, (d, started))
+    time.sleep(60)
+

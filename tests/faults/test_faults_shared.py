@@ -232,11 +232,11 @@ def _refs(q):
 
 @pytest.mark.timeout(90)
 def test_retried_task_does_not_drop_its_handle_argument_twice(tmp_path):
-    """A worker SIGKILLed running a task whose argument is a queue: the re-run (retries=)
-    adopts the same reference from the same task bytes, so the dead worker's adoption is not
-    dropped for it (it is not in its ledger). The queue's count ends as in the same run
-    without the death (the control; both keep the task's reference: a worker's adopted task
-    references are not recorded, and the pool's workers end by being terminated)."""
+    """A worker SIGKILLed running a task whose argument is a queue: the dead worker's own
+    references (taken from the task, recorded in its ledger) are dropped for it, and the
+    re-run (retries=) takes its own from the same task bytes, whose references stay the
+    task's until its outcome. The queue's count ends as in the same run without the death
+    (the control): nothing dropped twice, nothing left."""
     counts = []
     for marker in (tmp_path / "control", tmp_path / "death"):
         if marker.name == "control":
