@@ -14,7 +14,8 @@
 /* Worker side                                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 
-#define GF__WORKER_SLICE_NS 100000000 /* check that the parent lives every 100 ms */
+#define GF__WORKER_SLICE_NS 100000000 /* check that the parent lives every 100 ms ... */
+#define GF__WORKER_IDLE_MAX_NS 1000000000 /* ... backing off to 1 s while no task comes */
 
 struct gf_worker {
     gf_arena *a;
@@ -28,6 +29,7 @@ struct gf_worker {
     size_t rxcap;
     gf_msg cur;
     int exit_sent;
+    int64_t idle_slice; /* the mailbox wait's current slice: grows while idle */
     int64_t t0; /* when gf_worker_next handed out the current task */
 };
 
@@ -89,15 +91,20 @@ int gf_worker_next(gf_worker *w, gf_task *t, int64_t deadline) {
             }
             return GF_EPIPE;
         }
-        int64_t slice = gf_deadline_after(GF__WORKER_SLICE_NS);
+        /* An idle worker checks on its parent ever less often (a worker forked by the pool
+         * also dies with it: PR_SET_PDEATHSIG), so that it does not wake ten times a second. */
+        if (w->idle_slice < GF__WORKER_SLICE_NS) w->idle_slice = GF__WORKER_SLICE_NS;
+        int64_t slice = gf_deadline_after(w->idle_slice);
         int rc = gf_ring_get(w->a, w->mailbox, &w->cur, w->rx, w->rxcap,
                              slice < deadline ? slice : deadline);
         if (rc == GF_ETIMEDOUT) {
             if (slice >= deadline) return rc;
             if (!gf__ident_alive(w->a, w->sh->parent_ident)) return GF_EPIPE;
+            if (w->idle_slice < GF__WORKER_IDLE_MAX_NS) w->idle_slice *= 2;
             continue;
         }
         if (rc < 0) return rc;
+        w->idle_slice = GF__WORKER_SLICE_NS;
         gf__taskrec h;
         if (w->cur.len < sizeof h) {
             gf_msg_release(w->a, &w->cur);

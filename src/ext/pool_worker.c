@@ -572,9 +572,16 @@ void gf__pool_flush_std(void) {
     }
 }
 
+/* A worker's interrupt slice (the parent's is 100 ms). */
+#define GF_WORKER_SLICE_NS 1000000000
+
 /* In the child after fork (GIL held): become worker `index`, serve, _exit. Never returns. */
 void gf__pool_child_main(gf_state *st, pool_obj *self, gf_off shoff, uint32_t index) {
     signal(SIGINT, SIG_IGN);
+    /* Ctrl-C is the parent's, so an idle worker need not wake ten times a second to look for
+     * it: a signal still interrupts every wait (EINTR); the slice only bounds the short race
+     * between a handler's check and the sleep, for the worker's own handlers. */
+    gf_set_interrupt_slice(GF_WORKER_SLICE_NS);
     int code = 0;
     gf_worker *w = NULL;
     if (gf_worker_attach(st->arena, shoff, index, &w) < 0) _exit(71);

@@ -49,6 +49,7 @@ __all__ = ["Pool", "ThreadPool", "AsyncResult", "ApplyResult", "MapResult", "Wor
 BATCH_MAX = 256
 BATCH_WAIT = 0.002  # s: batched apply_async calls go out this long after the first one
 _SLICE = 0.1  # s: the longest sleep of a waiting or collecting thread between checks
+_IDLE_MAX = 1.0  # s: the results thread's sleep backs off to this while the pool is idle
 _SIMPLE = frozenset((int, float, str, bytes, bool, type(None)))
 
 # The public classes (and the worker's error reporter) keep the module path they had before
@@ -146,6 +147,7 @@ class Pool:
         self._bg_handoff = False     # a leaving collector asks it to collect for the waiters
         self._batch_t0 = 0.0
         self._bg_wake = threading.Event()
+        self._bg_napping = False  # the results thread sleeps longer than _SLICE (idle)
         self._bg = threading.Thread(target=self._bg_loop, daemon=True, name=name + "-results")
         self._bg.start()
         _live_pools.add(self)
@@ -194,7 +196,8 @@ class Pool:
                 self._pending[tid] = (sink, index)
         if o is not None:
             _send(sink, index, *o)
-        elif wake or getattr(sink, "_callback", None) or getattr(sink, "_error_callback", None):
+        elif wake or self._bg_napping or getattr(sink, "_callback", None) or \
+                getattr(sink, "_error_callback", None):
             self._bg_wake.set()
         return tid
 
@@ -278,9 +281,20 @@ class Pool:
         """Collect results when nobody else does (callbacks, supervision, map_async without
         get) and send batched calls a moment after the first one is queued. Sleeps until
         woken (_bg_wake) or for _SLICE s; no polling at a short period: on a small machine
-        every wake-up of the parent takes a CPU from a worker."""
+        every wake-up of the parent takes a CPU from a worker. While the pool is idle (nothing
+        outstanding, queued or held) the sleep doubles up to _IDLE_MAX s: the idle pass's
+        supervision and memory return then run about once a second."""
+        idle = 0
         while not self._bg_stop:
-            self._bg_wake.wait(0.005 if self._held else _SLICE)
+            if self._held:
+                self._bg_wake.wait(0.005)
+            else:
+                nap = min(_SLICE * (1 << min(idle, 4)), _IDLE_MAX)
+                self._bg_napping = nap > _SLICE  # a submission wakes it (_submit)
+                self._bg_wake.wait(nap)
+                self._bg_napping = False
+            idle = idle + 1 if not (self._bg_wake.is_set() or self._pending or self._batch
+                                    or self._held) else 0
             self._bg_wake.clear()
             if self._bg_stop:
                 break
@@ -462,7 +476,8 @@ class Pool:
             self._flush()
         elif n == 1:
             self._batch_t0 = time.monotonic()
-            if callback is not None or error_callback is not None or self._bg_collecting:
+            if callback is not None or error_callback is not None or self._bg_collecting \
+                    or self._bg_napping:
                 self._wake_bg()  # it sends the batch within BATCH_WAIT unless it fills first
         return res
 

@@ -96,6 +96,13 @@ def slow(x, seconds=0.2):
     return x
 
 
+def slow_started(started, x, seconds=0.2):
+    """slow(), setting the shared Event `started` first (the caller knows it runs)."""
+    started.set()
+    time.sleep(seconds)
+    return x
+
+
 def getpid(_=None):
     return os.getpid()
 

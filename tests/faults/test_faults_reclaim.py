@@ -68,12 +68,16 @@ def test_executor_cancelled_futures_free_their_buffers():
     """shutdown(cancel_futures=True) cancels the calls no worker started: their buffers go."""
     def run():
         ex = gilfree.ProcessPoolExecutor(1)
-        first = ex.submit(faultlib.slow, 0, 1.0)
+        started = gilfree.Event()
+        first = ex.submit(faultlib.slow_started, started, 0, 1.0)
+        # running before the shutdown, so that it is not one of the calls it cancels (the
+        # worker may still be starting: a fixed order of submit and shutdown raced it)
+        assert started.wait(10)
         rest = [ex.submit(len, b) for b in _buffers(4)]
         ex.shutdown(wait=True, cancel_futures=True)
         assert first.result(timeout=10) == 0
         assert all(f.cancelled() or f.result(timeout=10) == MiB for f in rest)
-        del first, rest, ex
+        del first, rest, ex, started
     run()
     assert _leaked_after(run) == 0
 
