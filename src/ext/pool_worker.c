@@ -87,11 +87,12 @@ static PyObject *lookup_fn(gf_state *st, PyObject *cache, PyObject *key) {
 /* ------------------------------------------------------------------ small-object pools */
 
 /* pymalloc's pool size on 64-bit CPython >= 3.10 (POOL_BITS 14 with the radix tree); with
- * smaller pools the probe below only finds fewer single-free-block pools. */
+ * smaller pools the probe below only finds fewer short pools. */
 #define PYMALLOC_POOL_BITS 14
-#define SETTLE_MAX 8
+#define SETTLE_FREE 8   /* free blocks the front pool must have for the user's loop */
+#define SETTLE_ROUNDS 8 /* pools probed at most */
 typedef struct settle_t {
-    void *held[SETTLE_MAX];
+    void *held[SETTLE_FREE * SETTLE_ROUNDS];
     int n;
 } settle_t;
 
@@ -99,13 +100,15 @@ static int settle_on = -1; /* GILFREE_SETTLE_POOLS=0 turns it off (A/B measureme
 
 /* Before a chunk's (or a call's) user code: the worker's own churn -- decoding the task,
  * freeing the previous results -- often leaves the front pool of pymalloc's 32-byte class
- * (ints up to 2**30, floats) with exactly one free block; a user loop that allocates one and
- * frees one object per step (`while n > 0: n -= 1`) then moves that pool from full to
- * non-full and back on every step (5% of the seeds' countdown, measured). Probe with two
- * blocks: from different pools, the front pool had a single free block -- hold that block
- * (the pool stays full, out of the way) until settle_release and probe the next pool. The
- * standard library's worker is as exposed; its allocation history just lands elsewhere.
- * Never fails (a failed allocation ends the probe). */
+ * (ints up to 2**30, floats) with only a block or two free; a user loop that makes one object
+ * and frees the previous one per step (`while n > 0: n -= 1`, which holds two at the moment
+ * of each allocation) then moves that pool from full to non-full and back at every step (5%
+ * of the seeds' countdown, measured). Probe with SETTLE_FREE blocks: all from one pool, the
+ * front pool has room, and they go back (in reverse, so the free list is as it was); else
+ * the front pool's share of them is held (that pool stays full, out of the way) until
+ * settle_release, the rest go back, and the next pool is probed. The standard library's
+ * worker is as exposed; its allocation history just lands elsewhere. Never fails (a failed
+ * allocation ends the probe). */
 static void settle_pools(settle_t *s) {
     s->n = 0;
     if (__builtin_expect(settle_on < 0, 0)) {
@@ -113,16 +116,17 @@ static void settle_pools(settle_t *s) {
         settle_on = !(e && *e == '0');
     }
     if (!settle_on) return;
-    while (s->n < SETTLE_MAX) {
-        void *p = PyObject_Malloc(28), *q = PyObject_Malloc(28);
-        int same = p && q && ((uintptr_t)p >> PYMALLOC_POOL_BITS) ==
-                                 ((uintptr_t)q >> PYMALLOC_POOL_BITS);
-        PyObject_Free(q);
-        if (same || !p || !q) {
-            PyObject_Free(p);
-            return;
-        }
-        s->held[s->n++] = p;
+    for (int r = 0; r < SETTLE_ROUNDS; r++) {
+        void *b[SETTLE_FREE];
+        int got = 0, same = 0;
+        while (got < SETTLE_FREE && (b[got] = PyObject_Malloc(28))) got++;
+        while (same < got && ((uintptr_t)b[same] >> PYMALLOC_POOL_BITS) ==
+                                 ((uintptr_t)b[0] >> PYMALLOC_POOL_BITS))
+            same++;
+        int full = same == SETTLE_FREE; /* the front pool had room: give everything back */
+        for (int i = got - 1; i >= (full ? 0 : same); i--) PyObject_Free(b[i]);
+        if (full || got < SETTLE_FREE) return;
+        for (int i = 0; i < same; i++) s->held[s->n++] = b[i];
     }
 }
 
