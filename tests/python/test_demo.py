@@ -37,6 +37,7 @@ def test_demo_quick(tmp_path):
     gif_gf = [r for r in gif if r["runner"] == "gilfree-pool"]
     assert gif_gf and all(r["note"] == "frames equal" for r in gif_gf), gif_gf
     assert any("shared frames" in r["variant"] for r in gif_gf), gif_gf
+    assert any(r["variant"] == "gilfree Pool.map" for r in gif_gf), gif_gf  # the same code
 
 
 # ------------------------------------------------------------------ in-process unit tests

@@ -219,6 +219,7 @@ def _gif_workload(args, sizes, results):
     cases = []
     cases.append(("serial", runners.SerialRunner(), convert, w))
     cases.append(("stdlib Pool.map", runners.PoolRunner(), convert, w))
+    cases.append(("gilfree Pool.map", runners.GilfreePoolRunner(), convert, w))  # import swapped
     cases.append(("gilfree Pool.map, shared frames", runners.GilfreePoolRunner(), shared, w))
     for b in BACKENDS:
         cases.append((b.label + " map", b, convert, w))
