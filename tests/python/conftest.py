@@ -15,6 +15,12 @@ import traceback
 
 import pytest
 
+# A run started in the background without job control (nohup, `setsid ... &`) inherits SIGINT
+# ignored, and so would every child it starts: the Ctrl-C tests need it delivered, as in a
+# terminal. Python's own handler again (children exec'd from here then get the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def live_blocks():
     """Live blocks in the shared-memory arena, counted after a garbage collection so that
