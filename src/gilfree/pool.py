@@ -291,6 +291,10 @@ class Pool:
             else:
                 nap = min(_SLICE * (1 << min(idle, 4)), _IDLE_MAX)
                 self._bg_napping = nap > _SLICE  # a submission wakes it (_submit)
+                # _submit files its task, then reads _bg_napping; this sets it, then looks at
+                # the tasks: one of the two sees the other, so no submission sleeps a nap out
+                if self._bg_napping and (self._pending or self._batch or self._held):
+                    nap = _SLICE
                 self._bg_wake.wait(nap)
                 self._bg_napping = False
             idle = idle + 1 if not (self._bg_wake.is_set() or self._pending or self._batch
