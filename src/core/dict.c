@@ -182,8 +182,11 @@ int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, cons
                      size_t vlen, gf_off *out) {
     if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4) return GF_ENOSPC;
     gf_off e;
-    int r = gf_alloc(a, sizeof(gf__dent) + klen + vlen, &e);
+    /* Recorded from the moment it is live (inside the allocator), not after the copies below:
+     * a writer killed while copying a long value leaked the entry. */
+    int r = gf__alloc_held(a, sizeof(gf__dent) + klen + vlen, &e, &gf__dict_h_new);
     if (r < 0) return r == GF_EINVAL ? GF_ENOSPC : r;
+    GF__CP(GF__CP_ENT_ALLOCATED);
     gf__dent *p = gf__ent(a, e);
     p->next[0] = p->next[1] = 0;
     p->hash = h;
@@ -192,16 +195,17 @@ int gf__dict_ent_new(gf_arena *a, uint64_t h, const void *key, size_t klen, cons
     p->order = 0; /* set when it is linked as a new key, or copied from the entry it replaces */
     if (klen) memcpy(p->data, key, klen);
     if (vlen) memcpy(p->data + klen, val, vlen);
-    gf__dict_h_new = gf__block_hold(a, e);
     *out = e;
     return 0;
 }
 
-/* Allocate a zeroed bucket array of nb buckets. Result 0. Fails: GF_ENOSPC. */
-static int gf__tab_new(gf_arena *a, uint64_t nb, gf_off *out) {
+/* Allocate a zeroed bucket array of nb buckets, recorded in the block ledger (*hold: the
+ * handle, 0 if not recorded) from the moment it is live: zeroing a large array takes long
+ * enough for a kill to land in it. Result 0. Fails: GF_ENOSPC. */
+static int gf__tab_new(gf_arena *a, uint64_t nb, gf_off *out, int *hold) {
     if (nb > (SIZE_MAX - sizeof(gf__dtab)) / 8) return GF_ENOSPC;
     gf_off t;
-    int r = gf_alloc(a, sizeof(gf__dtab) + nb * 8, &t);
+    int r = gf__alloc_held(a, sizeof(gf__dtab) + nb * 8, &t, hold);
     if (r < 0) return r == GF_EINVAL ? GF_ENOSPC : r;
     gf__dtab *p = gf__ptr(a, t);
     memset(p, 0, sizeof(gf__dtab) + nb * 8);
@@ -224,11 +228,16 @@ static int gf__stripe_grow(gf_arena *a, gf__dict *d, unsigned s, uint64_t nb, in
     uint64_t n = GF__STRIPE_MIN_BUCKETS;
     while (n < nb && n < ((uint64_t)1 << 40)) n <<= 1;
     gf_off nt;
+    int hold;
     *old = 0;
-    int r = gf__tab_new(a, n, &nt);
+    int r = gf__tab_new(a, n, &nt, &hold);
     if (r < 0) return r;
+    if (cp) GF__CP(GF__CP_GROW_ALLOCATED);
     /* Record the array before linking anything through it, so that whoever takes the stripe
-     * over after a crash frees it (gf__stripe_recover). Relaxed: only read under the lock. */
+     * over after a crash frees it (gf__stripe_recover); the ledger's record goes just before
+     * (both at once would free it twice; a kill between the two stores leaks it). Relaxed:
+     * only read under the lock. */
+    gf__block_unhold(a, hold);
     atomic_store_explicit(GF_A64(&st->pending), nt, memory_order_relaxed);
     if (cp) GF__CP(GF__CP_GROW_PENDING);
     uint64_t t = gf__table(st);

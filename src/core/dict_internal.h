@@ -69,7 +69,9 @@ enum {
     GF__CP_CLEAR_COMMITTED,  /* clear: every stripe emptied, counts not reset yet */
     GF__CP_INSERT_COMMITTED, /* set: new entry linked, count not updated */
     GF__CP_DELETE_COMMITTED, /* delete: entry unlinked, count not updated, not freed */
-    GF__CP_REPLACE_COMMITTED /* set: new entry replaced the old, old not freed */
+    GF__CP_REPLACE_COMMITTED, /* set: new entry replaced the old, old not freed */
+    GF__CP_ENT_ALLOCATED,     /* set: new entry allocated, key and value not copied yet */
+    GF__CP_GROW_ALLOCATED     /* grow: new array allocated, not zeroed (stripe held) */
 };
 
 typedef struct gf__dstripe {
@@ -277,8 +279,9 @@ static inline void gf__dict_unhold(gf_arena *a, int *h) {
 static inline void gf__ent_linking(gf_arena *a) { gf__dict_unhold(a, &gf__dict_h_new); }
 /* Free the new entry (never linked). */
 static inline void gf__ent_free_new(gf_arena *a, gf_off ne) {
-    gf__dict_unhold(a, &gf__dict_h_new);
-    gf_free(a, ne);
+    int h = gf__dict_h_new;
+    gf__dict_h_new = 0;
+    gf__free_held(a, ne, h); /* (the record dropped at the last moment) */
 }
 /* Just after the store that unlinked `old` (a bucket array). */
 static inline void gf__dict_hold_old(gf_arena *a, gf_off old) {
@@ -286,8 +289,9 @@ static inline void gf__dict_hold_old(gf_arena *a, gf_off old) {
 }
 /* Free what gf__dict_hold_old recorded. */
 static inline void gf__dict_free_old(gf_arena *a, gf_off old) {
-    gf__dict_unhold(a, &gf__dict_h_old);
-    gf_free(a, old);
+    int h = gf__dict_h_old;
+    gf__dict_h_old = 0;
+    gf__free_held(a, old, h);
 }
 /* dict.c: after dropping the stripe, free the bucket array a grow replaced (0: nothing). */
 void gf__dict_free_old_table(gf_arena *a, gf_off old);

@@ -9,7 +9,19 @@
 
 #include "../core/internal.h"
 
+#include <dlfcn.h>
+
 /* ------------------------------------------------------------------ module functions */
+
+/* 1 if a sanitizer runtime is loaded in this process (its allocator, unlike glibc's malloc,
+ * takes no locks around fork(): a process forked while another thread of ours is still in its
+ * C exit path can inherit a held allocator lock and block in its first malloc). Never fails. */
+static int gf__fork_unsafe_malloc(void) {
+    static const char *const runtimes[] = {"__asan_init", "__tsan_init", "__msan_init"};
+    for (size_t i = 0; i < sizeof runtimes / sizeof runtimes[0]; i++)
+        if (dlsym(RTLD_DEFAULT, runtimes[i])) return 1;
+    return 0;
+}
 
 static PyObject *mod_after_fork_child(PyObject *m, PyObject *Py_UNUSED(args)) {
     if (gf_ensure_attached((gf_state *)PyModule_GetState(m)) < 0) return NULL;
@@ -171,6 +183,8 @@ static int mod_exec(PyObject *m) {
     if (gf_register_at_fork(m, NULL, NULL, "_after_fork_child") < 0) return -1;
     if (PyModule_AddIntConstant(m, "FOREVER_NS", (long long)GF_FOREVER) < 0) return -1;
     if (PyModule_AddStringConstant(m, "__version__", "0.1.0") < 0) return -1;
+    if (PyModule_AddIntConstant(m, "_fork_unsafe_malloc", gf__fork_unsafe_malloc()) < 0)
+        return -1;
     return 0;
 }
 

@@ -12,6 +12,7 @@ _RingT = TypeVar("_RingT", bound="Ring")
 
 __version__: str
 FOREVER_NS: int
+_fork_unsafe_malloc: int  # 1 when a sanitizer runtime (ASan, TSan, MSan) is loaded
 SEM_VALUE_MAX: int
 POOL_DECODE: int
 

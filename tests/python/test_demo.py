@@ -3,11 +3,12 @@ counts the same IPs (skipped only if gilfree cannot be imported)."""
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import _hang
 
 
 def test_demo_quick(tmp_path):
@@ -19,8 +20,8 @@ def test_demo_quick(tmp_path):
                                             env.get("PYTHONPATH", "").split(os.pathsep) if p])
     out = tmp_path / "demo-out"
     env["GILFREE_CYTHON_CACHE"] = str(tmp_path / "cython-cache")  # the nogil row's build
-    proc = subprocess.run([sys.executable, "-m", "gilfree", "demo", "--quick", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    # a hang fails with every process's stacks and wait channels (_hang), not only a timeout
+    proc = _hang.run_module("gilfree", ["demo", "--quick", "--out", str(out)], 150, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (out / "demo.png").stat().st_size > 1000
     assert (out / "ascii_kitten.gif").stat().st_size > 1000

@@ -193,6 +193,30 @@ def test_context_manager_and_close_join_runs_everything():
         assert [r.get(0) for r in rs] == list(range(20))
 
 
+
+def test_sanitizer_runtime_is_detected():
+    """_core._fork_unsafe_malloc says whether a sanitizer's allocator is loaded: set in the
+    ASan pass (scripts/pytest_asan.sh sets GILFREE_ASAN), clear in the plain one."""
+    from gilfree import _core
+    assert _core._fork_unsafe_malloc == (1 if os.environ.get("GILFREE_ASAN") else 0)
+
+
+@pytest.mark.timeout(60)
+def test_terminated_pool_threads_are_gone_under_a_sanitizer():
+    """Under ASan, whose allocator takes no locks around fork(), a pool's threads have really
+    exited (not only been joined) when terminate() returns: the next pool's forks must not
+    land in a thread's C exit path (a demo run hung so: a worker blocked in its first malloc).
+    With glibc's malloc nothing is waited for: skipped."""
+    from gilfree import _core
+    if not _core._fork_unsafe_malloc:
+        pytest.skip("glibc's malloc is fork-safe: terminate() does not wait for thread exits")
+    for _ in range(20):
+        with Pool(2) as p:
+            assert p.map(abs, range(-50, 0)) == list(range(50, 0, -1))
+            tids = [p._bg.native_id, p._forker.native_id]
+        left = [t for t in tids if os.path.exists("/proc/self/task/%d" % t)]
+        assert not left, left
+
 @pytest.mark.timeout(30)
 def test_initializer():
     with Pool(2, initializer=_init, initargs=(42,)) as p:
