@@ -196,17 +196,19 @@ def test_context_manager_and_close_join_runs_everything():
 
 def test_sanitizer_runtime_is_detected():
     """_core._fork_unsafe_malloc says whether a sanitizer's allocator is loaded: set in the
-    ASan pass (scripts/pytest_asan.sh sets GILFREE_ASAN), clear in the plain one."""
+    ASan and TSan passes (scripts/pytest_asan.sh / pytest_tsan.sh set GILFREE_ASAN /
+    GILFREE_TSAN), clear in the plain one."""
     from gilfree import _core
-    assert _core._fork_unsafe_malloc == (1 if os.environ.get("GILFREE_ASAN") else 0)
+    sanitized = os.environ.get("GILFREE_ASAN") or os.environ.get("GILFREE_TSAN")
+    assert _core._fork_unsafe_malloc == (1 if sanitized else 0)
 
 
 @pytest.mark.timeout(60)
 def test_terminated_pool_threads_are_gone_under_a_sanitizer():
-    """Under ASan, whose allocator takes no locks around fork(), a pool's threads have really
-    exited (not only been joined) when terminate() returns: the next pool's forks must not
-    land in a thread's C exit path (a demo run hung so: a worker blocked in its first malloc).
-    With glibc's malloc nothing is waited for: skipped."""
+    """Under ASan or TSan, whose allocators take no locks around fork(), a pool's threads
+    have really exited (not only been joined) when terminate() returns: the next pool's forks
+    must not land in a thread's C exit path (a demo run hung so: a worker blocked in its
+    first malloc). With glibc's malloc nothing is waited for: skipped."""
     from gilfree import _core
     if not _core._fork_unsafe_malloc:
         pytest.skip("glibc's malloc is fork-safe: terminate() does not wait for thread exits")
