@@ -554,6 +554,17 @@ int gf__alloc_held(gf_arena *a, size_t size, gf_off *out, int *hold) {
     return 0;
 }
 
+/* See internal.h. */
+int gf__alloc_ref_held(gf_arena *a, size_t size, gf_off *out, int *recorded) {
+    int fresh;
+    *recorded = 0;
+    int rc = gf__alloc_raw(a, size, 0, out, &fresh);
+    if (rc < 0) return rc;
+    *recorded = gf_ref_hold(a, *out);
+    if (fresh && size >= GF__POPULATE_MIN) gf__populate(a->base + *out, size);
+    return 0;
+}
+
 /* Allocate `size` bytes, 64-byte aligned. Result 0 and *out. Fails: GF_EINVAL (size 0),
  * GF_ENOSPC. */
 int gf_alloc(gf_arena *a, size_t size, gf_off *out) { return gf__alloc(a, size, 0, out); }

@@ -149,6 +149,11 @@ int gf__free_held(gf_arena *a, gf_off off, int hold);
  * as it is live: before the allocator lock is released and before a fresh block's pages are
  * prefaulted. */
 int gf__alloc_held(gf_arena *a, size_t size, gf_off *out, int *hold);
+/* arena_alloc.c: gf_alloc, its reference recorded in this process's reference ledger
+ * (gf_ref_hold; *recorded 1, or 0 when the ledger is full) right after the allocation returns
+ * and before a fresh block's pages are prefaulted: for blocks the process keeps longer than
+ * the block ledger's few entries should hold. Drop with gf_free_held. Same results. */
+int gf__alloc_ref_held(gf_arena *a, size_t size, gf_off *out, int *recorded);
 /* arena_copy.c: gf_alloc_copy; with `hold`, the block is held for the next ring put
  * (gf__block_hold_for_put) from before the copy. */
 int gf__alloc_copy_held(gf_arena *a, const void *src, size_t n, gf_off *out, int hold);

@@ -55,9 +55,12 @@ typedef struct {
 #define NP_API_GET_HANDLER 305 /* PyDataMem_GetHandler */
 #define NP_FEATURE_1_22 0x0fu
 #define NP_DEFAULT_MIN ((size_t)128 << 10) /* see DESIGN.md for the measurement */
-/* Arrays recorded in this process's arena ledger (gf__block_hold) at most at once: a worker
- * SIGKILLed mid-task then leaks none of them (the survivors free its holder). The ledger has
- * GF__HELD_N entries; the rest stay for the out-of-band buffers of messages being sent. */
+/* Arrays recorded in this process's block ledger (gf__block_hold, made under the allocator
+ * lock) at most at once: a worker SIGKILLed mid-task then leaks none of them (the survivors
+ * free its holder). The block ledger has GF__HELD_N entries; the rest stay for the out-of-band
+ * buffers of messages being sent. Further arrays, and a forked child's holders on the arrays
+ * it inherited, are recorded in the reference ledger (gf_ref_hold: thousands of entries; the
+ * record follows the allocation by a few instructions, no system call between). */
 #define NP_LEDGER 8
 
 static struct {
@@ -71,6 +74,8 @@ static struct {
     np_handler *prev;  /* the handler we delegate to (its capsule kept alive in prev_cap) */
     PyObject *prev_cap;
     pthread_mutex_t mu; /* guards the set */
+    int child_attached;   /* in a forked child: its arena slot is its own (fork record ran) */
+    int child_unrecorded; /* in a forked child: the inherited arrays' holders not recorded */
     gf_off *tab;        /* open addressing, 0 = empty, capacity a power of two */
     size_t cap, n;
     uint64_t bytes;
@@ -188,8 +193,12 @@ static void *arena_get(size_t n) {
     pthread_mutex_lock(&g.mu);
     int li = led_reserve();
     pthread_mutex_unlock(&g.mu);
-    int h = 0;
-    int made = (li >= 0 ? gf__alloc_held(g.arena, n, &off, &h) : gf_alloc(g.arena, n, &off)) == 0;
+    int h = 0, ref = 0, made;
+    if (li >= 0) {
+        made = gf__alloc_held(g.arena, n, &off, &h) == 0;
+    } else { /* the block ledger's share is in use: the reference ledger */
+        made = gf__alloc_ref_held(g.arena, n, &off, &ref) == 0;
+    }
     pthread_mutex_lock(&g.mu);
     int kept = made && g.on && set_add(off) == 0;
     if (li >= 0) {
@@ -198,8 +207,21 @@ static void *arena_get(size_t n) {
     }
     if (kept) g.bytes += gf_block_size(g.arena, off);
     pthread_mutex_unlock(&g.mu);
-    if (made && !kept) gf__free_held(g.arena, off, h); /* not recordable here: give it back */
+    if (made && !kept) { /* not recordable here: give it back */
+        if (ref) gf_ref_unhold(g.arena, off);
+        gf__free_held(g.arena, off, h);
+    }
     return kept ? gf_ptr(g.arena, off) : NULL;
+}
+
+/* Free the member block `off` whose block-ledger handle led_take gave (0: none). Without one it
+ * may be recorded in the reference ledger (an array past the block ledger's room, an inherited
+ * array's holder): forgotten first. Forgetting a record this process holds for another reason
+ * on the same block would only leave that one unrecorded (a leak if it dies), never a double
+ * free. */
+static void member_free(gf_off off, int h) {
+    if (!h) gf_ref_unhold(g.arena, off);
+    gf__free_held(g.arena, off, h);
 }
 
 /* Free p (an arena pointer) if this process owns it. */
@@ -214,7 +236,7 @@ static void arena_put(void *p) {
     pthread_mutex_unlock(&g.mu);
     /* the record goes at the last moment: a kill while gf_free waits for the allocator lock
      * (it takes one for a big block) still has the array recorded */
-    if (mine) gf__free_held(g.arena, off, h);
+    if (mine) member_free(off, h);
 }
 
 static void *np_malloc(void *ctx, size_t n) {
@@ -261,11 +283,24 @@ static np_handler arena_handler = {
 
 /* ------------------------------------------------------------------ fork and exit */
 
-static void at_fork_prepare(void) { pthread_mutex_lock(&g.mu); }
+static void at_fork_prepare(void) {
+    pthread_mutex_lock(&g.mu);
+    g.child_attached = 0; /* (a child's own fork record sets it, in that child) */
+}
 static void at_fork_parent(void) { pthread_mutex_unlock(&g.mu); }
 
+/* Record every member's holder in this (forked, attached) process's reference ledger. */
+static void record_members(void) {
+    for (size_t i = 0; i < g.cap; i++)
+        if (g.tab[i]) gf_ref_hold(g.arena, g.tab[i]);
+    g.child_unrecorded = 0;
+}
+
 /* The child's arrays point into the parent's blocks: take a holder on each, so that both
- * processes free once (a block that cannot take one more holder is left to the parent). */
+ * processes free once (a block that cannot take one more holder is left to the parent), and
+ * record the holders in the child's reference ledger, so that the survivors drop them if the
+ * child is killed: here if the child's slot is attached already (the arena's fork handler ran
+ * first), else from gf_npalloc_fork_record. */
 static void at_fork_child(void) {
     for (size_t i = 0; i < g.cap; i++) {
         if (g.tab[i] && gf_block_share(g.arena, g.tab[i]) < 0) {
@@ -273,9 +308,18 @@ static void at_fork_child(void) {
             i = (size_t)-1; /* the deletion moved entries: start over */
         }
     }
-    /* The ledger records are the parent's (its slot): the child's holders are its own. */
+    /* The block ledger's records are the parent's (its slot): the child's holders are its own. */
     memset(g.led, 0, sizeof g.led);
+    g.child_unrecorded = g.n > 0;
+    if (g.child_attached && g.child_unrecorded) record_members();
     pthread_mutex_unlock(&g.mu);
+}
+
+/* See npalloc.h. */
+void gf_npalloc_fork_record(void) {
+    /* single-threaded (inside fork()), and g.mu may still be held by at_fork_prepare: no lock */
+    g.child_attached = 1;
+    if (g.installed && g.child_unrecorded) record_members();
 }
 
 /* gf_release_before_exit step: free every live block of this process, then turn off. */
@@ -285,7 +329,7 @@ static void npalloc_exit_release(gf_state *Py_UNUSED(st)) {
     g.on = 0;
     for (size_t i = 0; i < g.cap; i++) {
         if (!g.tab[i]) continue;
-        gf__free_held(g.arena, g.tab[i], led_take(g.tab[i]));
+        member_free(g.tab[i], led_take(g.tab[i]));
     }
     if (g.tab) memset(g.tab, 0, g.cap * sizeof *g.tab);
     g.n = 0;

@@ -34,4 +34,10 @@ void gf_npalloc_lend(int on);
  * buffers not yet replaced; gf_enc_done frees them all). */
 int gf_npalloc_unshare(gf_state *st, gf_enc *e);
 
+/* In a forked child, once its arena slot is its own (the fork hand-over's record step, inside
+ * fork()): record the holders it took on the arrays it inherited in its reference ledger, so
+ * that the survivors drop them if it is killed. Never fails (a full ledger leaves the rest
+ * unrecorded, as before). */
+void gf_npalloc_fork_record(void);
+
 #endif

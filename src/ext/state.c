@@ -7,6 +7,7 @@
  * gf_on_release_before_exit).
  */
 #include "ext.h"
+#include "npalloc.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -87,6 +88,7 @@ static void gf__fork_child_record(gf_arena *a, void *arg) {
     st->arena_pid = getpid();
     gf__handles_fork_record(st);
     gf__rings_fork_record(st);
+    gf_npalloc_fork_record();
 }
 
 /* See ext.h. Never fails (unarmed, the Python after-fork hooks record, as before). */
