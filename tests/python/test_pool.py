@@ -207,8 +207,8 @@ def test_sanitizer_runtime_is_detected():
 def test_terminated_pool_threads_are_gone_under_a_sanitizer():
     """Under ASan or TSan, whose allocators take no locks around fork(), a pool's threads
     have really exited (not only been joined) when terminate() returns: the next pool's forks
-    must not land in a thread's C exit path (a demo run hung so: a worker blocked in its
-    first malloc). With glibc's malloc nothing is waited for: skipped."""
+    must not land in a thread's C exit path (a demo run hung: a worker of the next pool
+    blocked on a futex in an allocation). With glibc's malloc nothing is waited for: skipped."""
     from gilfree import _core
     if not _core._fork_unsafe_malloc:
         pytest.skip("glibc's malloc is fork-safe: terminate() does not wait for thread exits")
