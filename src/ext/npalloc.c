@@ -285,7 +285,10 @@ static np_handler arena_handler = {
 
 static void at_fork_prepare(void) {
     pthread_mutex_lock(&g.mu);
-    g.child_attached = 0; /* (a child's own fork record sets it, in that child) */
+    /* The child starts with neither (its own fork record and child handler set them, in
+     * either order); a stale child_unrecorded would record its holders twice. */
+    g.child_attached = 0;
+    g.child_unrecorded = 0;
 }
 static void at_fork_parent(void) { pthread_mutex_unlock(&g.mu); }
 

@@ -49,6 +49,26 @@ def _thread_exited(t):
         time.sleep(0.0005)
 
 
+def _exiting_threads_gone():
+    """Under a sanitizer's allocator, before a pool forks its workers: wait (at most 50 ms)
+    until every thread of this process that Python does not list as running is gone --
+    threads joined a moment ago and still in their C exit path (the standard library pool's
+    handler threads, another pool's), for the reason given in _thread_exited. Threads that
+    stay (a BLAS library's own) only make the wait run to its bound. No wait with glibc's
+    malloc."""
+    if not _core._fork_unsafe_malloc:
+        return
+    try:
+        unknown = set(map(int, os.listdir("/proc/self/task")))
+    except OSError:
+        return
+    unknown -= {t.native_id for t in threading.enumerate()}
+    deadline = time.monotonic() + 0.05
+    while unknown and time.monotonic() < deadline:
+        time.sleep(0.0005)
+        unknown = {t for t in unknown if os.path.exists("/proc/self/task/%d" % t)}
+
+
 def __getattr__(name):
     """gilfree.pool.CancelledError: concurrent.futures' (re-exported, as before the split),
     imported on first use -- concurrent.futures loads logging, which a Pool does not need."""
@@ -153,6 +173,8 @@ class Pool:
         self._core_is_local = type(core) is _core.Pool  # (results(into=): the C pool's)
         self._forker = threading.Thread(target=core.serve, daemon=True, name=name + "-forker")
         self._forker.start()
+        if self._core_is_local:
+            _exiting_threads_gone()
         try:
             core.start()
         except BaseException:

@@ -69,18 +69,24 @@ def kernel_state(pids):
     return "\n".join(lines)
 
 
-def native_stacks(pids):
-    """Every thread's C stack (gdb, when installed), per process."""
+def native_stacks(pids, budget=90.0):
+    """Every thread's C stack (gdb, when installed), per process, within `budget` seconds in
+    all (gdb attaching to an ASan process can take long)."""
     gdb = shutil.which("gdb")
     if not gdb:
         return "(no gdb)"
     out = []
+    end = time.monotonic() + budget
     for pid in pids:
+        left = end - time.monotonic()
+        if left < 5:
+            out.append("pid %d: no time left for gdb" % pid)
+            continue
         try:
             r = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 25"],
-                               capture_output=True, text=True, timeout=60)
+                               capture_output=True, text=True, timeout=min(30.0, left))
             bt = [ln for ln in r.stdout.splitlines() if ln.startswith(("#", "Thread"))]
-            out.append("pid %d:\n%s" % (pid, "\n".join(bt)))
+            out.append("pid %d:\n%s" % (pid, "\n".join(bt) or r.stderr[-500:]))
         except (OSError, subprocess.SubprocessError) as e:
             out.append("pid %d: gdb failed: %s" % (pid, e))
     return "\n".join(out)
@@ -100,7 +106,6 @@ def run_module(module, args, timeout, **kw):
         pass
     pids = descendants(proc.pid)
     kstate = kernel_state(pids)
-    cstacks = native_stacks(pids)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGUSR1)
@@ -108,6 +113,7 @@ def run_module(module, args, timeout, **kw):
             pass
         time.sleep(0.2)  # one at a time: their dumps share the stderr pipe
     time.sleep(1.0)
+    cstacks = native_stacks(pids)
     for pid in reversed(pids):
         try:
             os.kill(pid, signal.SIGKILL)

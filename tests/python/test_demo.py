@@ -11,6 +11,7 @@ import pytest
 import _hang
 
 
+@pytest.mark.timeout(330)  # the run's own limit (150 s) and its hang report come first
 def test_demo_quick(tmp_path):
     gilfree = pytest.importorskip("gilfree")
     env = dict(os.environ)

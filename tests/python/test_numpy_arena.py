@@ -272,6 +272,10 @@ def _fork_a_child_that_dies(k):
         os.kill(os.getpid(), signal.SIGKILL)
         os._exit(3)
     os.waitpid(pid, 0)
+    _core.arena_reclaim()
+    # the child's holders are gone, ours are not (a holder dropped twice would free them)
+    still = _core.arena_stats()["live_blocks"] - before
+    assert still == k and all((a == float(i)).all() for i, a in enumerate(arrays)), still
     del arrays
     gc.collect()
     _core.arena_reclaim()
