@@ -33,20 +33,26 @@ from gilfree._pool_progress import _Bar, _make_progress
 from gilfree._pool_results import (ApplyResult, AsyncResult, IMapIterator, MapResult,
                                    _BatchSink, _evlock, _ImapSink, _send, _unpack, _unpack_into)
 
+def _tids_gone(tids, limit):
+    """Wait (at most `limit` s) until none of these threads of this process exists any more
+    (/proc/self/task/<tid>)."""
+    deadline = time.monotonic() + limit
+    while tids and time.monotonic() < deadline:
+        tids = {t for t in tids if os.path.exists("/proc/self/task/%d" % t)}
+        if tids:
+            time.sleep(0.0005)
+
+
 def _thread_exited(t):
     """After t.join(): under a sanitizer's allocator, wait (up to 5 s) until the OS thread is
-    gone (/proc/self/task/<tid>). A joined thread still runs its C exit path for a few ms
-    (measured: ~4 ms on the 2-CPU VM), which gives its allocator caches back under the
-    allocator's locks; glibc's malloc takes those locks around fork(), ASan's (GCC 12) does
-    not, so a worker the next pool forks meanwhile could inherit a held lock and block in its
-    first malloc. No wait with glibc's malloc (nothing to fear) or on systems without /proc."""
+    gone. A joined thread still runs its C exit path for a few ms (measured: ~4 ms on the
+    2-CPU VM), which gives its allocator caches back under the allocator's locks; glibc's
+    malloc takes those locks around fork(), ASan's (GCC 12) does not, so a worker the next
+    pool forks meanwhile could inherit a held lock and block in an allocation. No wait with
+    glibc's malloc (nothing to fear) or on systems without /proc."""
     tid = getattr(t, "native_id", None)
-    if not _core._fork_unsafe_malloc or tid is None or t.is_alive():
-        return
-    path = "/proc/self/task/%d" % tid
-    deadline = time.monotonic() + 5.0
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.0005)
+    if _core._fork_unsafe_malloc and tid is not None and not t.is_alive():
+        _tids_gone({tid}, 5.0)
 
 
 def _exiting_threads_gone():
@@ -59,14 +65,10 @@ def _exiting_threads_gone():
     if not _core._fork_unsafe_malloc:
         return
     try:
-        unknown = set(map(int, os.listdir("/proc/self/task")))
+        tids = set(map(int, os.listdir("/proc/self/task")))
     except OSError:
         return
-    unknown -= {t.native_id for t in threading.enumerate()}
-    deadline = time.monotonic() + 0.05
-    while unknown and time.monotonic() < deadline:
-        time.sleep(0.0005)
-        unknown = {t for t in unknown if os.path.exists("/proc/self/task/%d" % t)}
+    _tids_gone(tids - {t.native_id for t in threading.enumerate()}, 0.05)
 
 
 def __getattr__(name):

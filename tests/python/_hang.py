@@ -1,7 +1,8 @@
 """Run a Python program in a subprocess with a timeout; if it outlives it, say where it and
 its children are stuck before killing them: every process's Python stacks (faulthandler,
 registered on SIGUSR1 in the program and inherited by forked workers), every thread's
-kernel wait channel and state, and every thread's C stack (gdb, if installed). A hang then fails with a diagnosis, not only "timed out"."""
+kernel wait channel and state, and every thread's C stack (gdb, if installed). A hang then
+fails with a diagnosis, not only "timed out"."""
 
 import os
 import shutil
@@ -83,8 +84,8 @@ def native_stacks(pids, budget=90.0):
             out.append("pid %d: no time left for gdb" % pid)
             continue
         try:
-            r = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 25"],
-                               capture_output=True, text=True, timeout=min(30.0, left))
+            cmd = [gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 25"]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=min(30.0, left))
             bt = [ln for ln in r.stdout.splitlines() if ln.startswith(("#", "Thread"))]
             out.append("pid %d:\n%s" % (pid, "\n".join(bt) or r.stderr[-500:]))
         except (OSError, subprocess.SubprocessError) as e:
