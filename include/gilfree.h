@@ -435,11 +435,13 @@ GF_EXTERN void gf_msg_release(gf_arena *a, gf_msg *msg);
  * (gf_arena_reclaim); after gf_msg_keep the block is the caller's alone. */
 GF_EXTERN gf_off gf_msg_keep(gf_arena *a, gf_msg *msg);
 
-/* Hand the data pages of an idle ring back to the kernel: if it holds no message, neither its
- * producers' nor its consumers' lock is held (neither is waited for) and something was put
- * since the last trim, the whole pages of its data area are punched out of the arena's memfd
- * (the next records fault them in again). Result 1 (trimmed), 0 (busy, not empty, or nothing
- * new). Fails: GF_EINVAL. */
+/* Hand back to the kernel the data pages of a ring that hold no message: if neither its
+ * producers' nor its consumers' lock is held (neither is waited for) and something was put or
+ * taken since the last trim, the whole pages between the write position and the read position
+ * (the whole data area of an empty ring) are punched out of the arena's memfd; the next records
+ * fault them in again. Meant to be called now and then (the pool does, once a second): a ring
+ * that went round keeps only the pages of the messages it holds. Result 1 (trimmed), 0 (busy,
+ * full, or nothing moved since the last trim). Fails: GF_EINVAL. */
 GF_EXTERN int gf_ring_trim(gf_arena *a, gf_off ring);
 
 /* Put several messages at once (one lock round trip); waits for space as gf_ring_putv.
@@ -889,8 +891,8 @@ GF_EXTERN int gf_pool_create(gf_arena *a, const gf_pool_options *opt, gf_pool **
 GF_EXTERN int gf_pool_submit(gf_pool *p, const struct iovec *iov, int iovcnt, int64_t timeout_ns,
                              uint32_t retries, uint64_t *id, int64_t deadline);
 
-/* One result. `data`/`len` stay valid until the next gf_pool_next_results call (or
- * gf_pool_destroy): copy what you keep. */
+/* One result. `data`/`len` stay valid until the next gf_pool_next_results call,
+ * gf_pool_results_done or gf_pool_destroy: copy what you keep. */
 typedef struct gf_pool_result {
     uint64_t id;
     int status;         /* GF_TASK_* */
@@ -906,6 +908,11 @@ typedef struct gf_pool_result {
  * GF_EINTR, GF_EPIPE (the pool is closed or terminated and every result was taken). */
 GF_EXTERN int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max,
                                    int64_t deadline);
+/* Done with the results the last gf_pool_next_results handed out: their payloads (arena
+ * blocks, for large results) are freed now rather than at the next call, which may be much
+ * later (a consumer that takes results only when it waits). Call it from the thread that took
+ * them. Result 0. Fails: GF_EINVAL. */
+GF_EXTERN int gf_pool_results_done(gf_pool *p);
 /* Make the thread blocked in gf_pool_next_results (if any) return GF_ETIMEDOUT now, without
  * results, so that it can hand its place to another thread; a call that finds no result and no
  * sleeper keeps the wake-up for the next one. Result 0. Fails: GF_EINVAL. */

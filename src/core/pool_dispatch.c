@@ -338,6 +338,7 @@ int gf_pool_map(gf_pool *p, gf_pool_item *items, size_t n, int64_t timeout_ns, i
             inflight--;
             left--;
         }
+        gf_pool_results_done(p); /* copied: their blocks go now, not at the next call */
     }
     return 0;
 }

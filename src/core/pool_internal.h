@@ -175,8 +175,7 @@ struct gf_pool {
     gf_msg dmsgs[GF__RX_MSGS];
     /* supervision */
     int64_t last_sup, next_timeout;
-    int64_t busy_at;   /* the last supervision pass that saw a task outstanding */
-    int rings_trimmed; /* the rings' pages went back to the kernel since the pool was busy */
+    int64_t trimmed_at; /* the last gf__pool_trim_rings that trimmed (gf_now_ns) */
     int64_t sup_wait;  /* gf_pool_next_results' current sleep between passes (backs off) */
     int force_sup, need_spawn, need_nop;
     int kicked; /* gf_pool_wake: the consumer returns GF_ETIMEDOUT at its next empty look */

@@ -213,6 +213,15 @@ int gf_pool_next_results(gf_pool *p, gf_pool_result *out, size_t max, int64_t de
 }
 
 /* See gilfree.h. */
+int gf_pool_results_done(gf_pool *p) {
+    if (!p) return GF_EINVAL;
+    gf__lock(p);
+    gf__pool_release_given(p);
+    gf__unlock(p);
+    return 0;
+}
+
+/* See gilfree.h. */
 int gf_pool_wake(gf_pool *p) {
     if (!p) return GF_EINVAL;
     gf__lock(p);

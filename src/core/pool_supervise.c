@@ -83,18 +83,15 @@ static void gf__on_death(gf_pool *p, uint32_t i) {
     w->open = 0;
 }
 
-/* An idle pool's rings: once nothing has been outstanding for GF__POOL_IDLE_TRIM_NS, the pages
- * of the result ring and of the mailboxes (all touched by the records that went round them:
- * ~6 MiB with the extension's sizes) go back to the kernel, once per idle period. */
-#define GF__POOL_IDLE_TRIM_NS 1000000000LL
+/* The pool's rings: at most once per GF__POOL_TRIM_NS, the pages of the result ring and of
+ * the mailboxes that hold no record go back to the kernel (gf_ring_trim skips a ring that did
+ * not move). A ring goes round and touches every page of its data area in time (~7 MiB with
+ * the extension's sizes, a small record at a time); trimmed, it keeps about what a second of
+ * traffic touched. A busy ring pays one page fault per page per lap and second. */
+#define GF__POOL_TRIM_NS 1000000000LL
 static void gf__pool_trim_rings(gf_pool *p, int64_t now) {
-    if (p->outstanding) {
-        p->busy_at = now;
-        p->rings_trimmed = 0;
-        return;
-    }
-    if (p->rings_trimmed || now - p->busy_at < GF__POOL_IDLE_TRIM_NS) return;
-    p->rings_trimmed = 1;
+    if (now - p->trimmed_at < GF__POOL_TRIM_NS) return;
+    p->trimmed_at = now;
     gf_ring_trim(p->a, p->sh->results);
     for (uint32_t i = 0; i < p->opt.max_workers; i++) {
         gf__pslot *s = gf__slot(p->sh, i);

@@ -276,14 +276,26 @@ int gf_ring_fd(gf_arena *a, gf_off ring) {
     return gf__efd_usable(r) ? r->efd : -1;
 }
 
-/* Hand the data pages of an idle ring back to the kernel (see gilfree.h). Result 1 (punched),
- * 0 (not empty, a lock held, or nothing put since the last trim). Fails: GF_EINVAL. */
+/* Punch the whole pages of the data bytes [i, i + len) (i < cap; the range may wrap). */
+static void gf__punch_data(gf_arena *a, gf_off ring, const gf__ring *r, uint64_t i,
+                           uint64_t len) {
+    gf_off d = ring + offsetof(gf__ring, data);
+    uint64_t first = len < r->cap - i ? len : r->cap - i;
+    gf__arena_punch(a, d + i, first);
+    if (len > first) gf__arena_punch(a, d, len - first);
+}
+
+/* Hand the data pages that hold no record back to the kernel (see gilfree.h). Result 1
+ * (punched), 0 (a lock held, full, or nothing moved since the last trim). Fails: GF_EINVAL. */
 int gf_ring_trim(gf_arena *a, gf_off ring) {
     if (!a || !ring) return GF_EINVAL;
     gf__ring *r = gf__ring_ptr(a, ring);
-    /* relaxed: a hint; the decision is made under both locks below. */
+    /* relaxed: hints; the decision is made under both locks below. */
     uint64_t t = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
-    if (t == atomic_load_explicit(GF_A64(&r->trim_tail), memory_order_relaxed)) return 0;
+    uint64_t h = atomic_load_explicit(GF_A64(&r->head), memory_order_relaxed);
+    if (t == atomic_load_explicit(GF_A64(&r->trim_tail), memory_order_relaxed) &&
+        h == atomic_load_explicit(GF_A64(&r->trim_head), memory_order_relaxed))
+        return 0;
     int rc = gf_mutex_lock(a, &r->pmutex, 0); /* deadline 0: never waits */
     if (rc < 0 && rc != GF_EOWNERDEAD) return 0;
     if (rc == GF_EOWNERDEAD) /* as gf__plock: a dead holder may have left the flag set */
@@ -295,13 +307,17 @@ int gf_ring_trim(gf_arena *a, gf_off ring) {
     }
     /* relaxed: each word is written only under the lock we hold. */
     t = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
-    uint64_t h = atomic_load_explicit(GF_A64(&r->head), memory_order_relaxed);
-    int done = gf__pos(r, t) == gf__pos(r, h);
+    h = atomic_load_explicit(GF_A64(&r->head), memory_order_relaxed);
+    uint64_t used = (gf__pos(r, t) - gf__pos(r, h)) & gf__pmask(r);
+    int done = used < r->cap;
     if (done) {
-        /* No record is queued and no put or get can run: every byte of the data area is
-         * garbage, and a record is always written before it is read (zeros are fine). */
-        gf__arena_punch(a, ring + offsetof(gf__ring, data), r->cap);
+        /* No put or get can run: the bytes from the write position up to the read position
+         * (all of them when empty) hold no record -- garbage, and a record is always written
+         * before it is read (zeros are fine). Only whole pages go: the partial pages at
+         * either end may hold the records next to them. */
+        gf__punch_data(a, ring, r, gf__pos(r, t) & (r->cap - 1), r->cap - used);
         atomic_store_explicit(GF_A64(&r->trim_tail), t, memory_order_relaxed);
+        atomic_store_explicit(GF_A64(&r->trim_head), h, memory_order_relaxed);
     }
     gf_mutex_unlock(a, &r->cmutex);
     gf_mutex_unlock(a, &r->pmutex);

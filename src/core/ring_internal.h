@@ -54,13 +54,15 @@ typedef struct gf__ring {
     GF_ALIGNED(64) uint64_t efd_dev; /* identity of the eventfd (fstat) */
     uint64_t efd_ino;
     uint64_t nonce;                  /* distinguishes rings created at the same address */
-    uint64_t trim_tail;              /* `tail` when gf_ring_trim last punched the data pages */
+    uint64_t trim_tail;              /* `tail` and `head` when gf_ring_trim last punched */
+    uint64_t trim_head;
     GF_ALIGNED(64) unsigned char data[];
 } gf__ring;
 
 _Static_assert(offsetof(gf__ring, pmutex) == 64, "producer line");
 _Static_assert(offsetof(gf__ring, cmutex) == 128, "consumer line");
 _Static_assert(offsetof(gf__ring, data) % 64 == 0, "data alignment");
+_Static_assert(offsetof(gf__ring, data) == 256, "four lines before the data");
 _Static_assert(sizeof(gf__rec_block) == 16, "block record");
 
 static inline gf__ring *gf__ring_ptr(gf_arena *a, gf_off off) {

@@ -304,11 +304,16 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
         PyObject *t = Py_BuildValue("(KiiNK)", (unsigned long long)res[i].id, status,
                                     res[i].worker, v, (unsigned long long)res[i].elapsed_ns);
         if (!t) {
+            gf_pool_results_done(self->pool);
             Py_DECREF(lst);
             return NULL;
         }
         PyList_SET_ITEM(lst, i, t);
     }
+    /* Every payload was decoded into new objects (or copied into `into`): free the blocks of
+     * large results now, not when this thread next collects -- a waiter collects only when
+     * it waits again, and until then a whole batch of decoded results kept its blocks. */
+    gf_pool_results_done(self->pool);
     return lst;
 }
 

@@ -269,6 +269,44 @@ TEST(large_payloads) {
     teardown(p);
 }
 
+/* gf_pool_results_done: the blocks of large results handed out by the last
+ * gf_pool_next_results are freed at once (not at the next call); calling it twice, or with
+ * nothing handed out, is harmless. */
+TEST(results_done_frees_result_blocks) {
+    gf_pool *p = mkpool(2, 0, 0);
+    ASSERT_EQ(gf_pool_results_done(NULL), GF_EINVAL);
+    ASSERT_OK(gf_pool_results_done(p)); /* nothing handed out yet */
+    size_t len = (size_t)1 << 20;
+    unsigned char *buf = malloc(len);
+    for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(i * 13);
+    req h = {OP_ECHO, 0, MAXRUN};
+    memcpy(buf, &h, sizeof h);
+    gf_arena_stats st0, st1, st2;
+    for (int k = 0; k < 3; k++) {
+        struct iovec v = {buf, len};
+        uint64_t id = 0;
+        ASSERT_OK(gf_pool_submit(p, &v, 1, 0, 0, &id, GF_FOREVER));
+        gf_pool_result r;
+        ASSERT_EQ(gf_pool_next_results(p, &r, 1, gf_deadline_after(10000000000)), 1);
+        ASSERT_EQ(r.status, GF_TASK_OK);
+        ASSERT_EQ(r.len, len);
+        ASSERT(memcmp(r.data, buf, len) == 0);
+        ASSERT_OK(gf_arena_stats_get(A, &st1));
+        ASSERT_OK(gf_pool_results_done(p));
+        ASSERT_OK(gf_arena_stats_get(A, &st2));
+        /* the result's block (> 1 MiB: the echo is too large for the ring) is gone */
+        ASSERT(st1.in_use - st2.in_use >= len);
+        ASSERT_EQ(st1.live_blocks - st2.live_blocks, 1);
+        if (k == 0) st0 = st2;
+        else ASSERT_EQ(st2.in_use, st0.in_use); /* nothing builds up */
+        ASSERT_OK(gf_pool_results_done(p)); /* twice: nothing more to free */
+        ASSERT_OK(gf_arena_stats_get(A, &st1));
+        ASSERT_EQ(st1.in_use, st2.in_use);
+    }
+    free(buf);
+    teardown(p);
+}
+
 /* A worker SIGKILLed mid-task: exactly that task is LOST, every other one completes, the pool
  * is back to full strength and keeps serving. */
 TEST(sigkill_mid_task) {

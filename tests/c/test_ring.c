@@ -947,8 +947,8 @@ static uint64_t backing(void) {
     return (uint64_t)st.st_blocks * 512;
 }
 
-/* gf_ring_trim: an idle ring's touched data pages go back to the kernel; a ring holding a
- * message, or one whose lock is held, is left alone; the ring works on after a trim. */
+/* gf_ring_trim: an idle ring's touched data pages go back to the kernel; a ring whose lock is
+ * held is left alone; the ring works on after a trim. */
 TEST(trim_idle_ring) {
     setup();
     const size_t cap = (size_t)1 << 20;
@@ -962,22 +962,22 @@ TEST(trim_idle_ring) {
         ASSERT_EQ(gf_ring_get(A, r, &m, buf, sizeof buf, 0), 1);
         gf_msg_release(A, &m);
     }
-    ASSERT_OK(gf_ring_put(A, r, "x", 1, 0));
-    ASSERT_EQ(gf_ring_trim(A, r), 0); /* not empty */
-    ASSERT_EQ(gf_ring_get(A, r, &m, buf, sizeof buf, 0), 1);
     gf__ring *rr = (gf__ring *)gf_ptr(A, r);
     ASSERT_OK(gf_mutex_lock(A, &rr->pmutex, 0));
     ASSERT_EQ(gf_ring_trim(A, r), 0); /* a producer holds its lock */
     gf_mutex_unlock(A, &rr->pmutex);
+    ASSERT_OK(gf_mutex_lock(A, &rr->cmutex, 0));
+    ASSERT_EQ(gf_ring_trim(A, r), 0); /* a consumer holds its lock */
+    gf_mutex_unlock(A, &rr->cmutex);
     uint64_t before = backing();
     ASSERT_EQ(gf_ring_trim(A, r), 1);
     uint64_t after = backing();
     fprintf(stderr, "# backing %llu -> %llu bytes\n", (unsigned long long)before,
-           (unsigned long long)after);
+            (unsigned long long)after);
     /* the data pages the records touched (not every page of the area: a PAD's end stays
      * untouched in some laps) */
     ASSERT(before - after >= cap * 9 / 10);
-    ASSERT_EQ(gf_ring_trim(A, r), 0); /* nothing put since */
+    ASSERT_EQ(gf_ring_trim(A, r), 0); /* nothing moved since */
     for (int i = 0; i < 40; i++) { /* and it works on, records intact */
         fill(msg, sizeof msg, (uint64_t)i + 100);
         ASSERT_OK(gf_ring_put(A, r, msg, sizeof msg, 0));
@@ -986,6 +986,64 @@ TEST(trim_idle_ring) {
         gf_msg_release(A, &m);
     }
     ASSERT_EQ(gf_ring_trim(A, r), 1);
+    gf_arena_detach(A);
+}
+
+/* gf_ring_trim on a ring that holds messages: the pages outside them go (a busy ring keeps
+ * only what it holds), the messages come out intact, those wrapped round the end included;
+ * a full ring has nothing to give; a get alone (no put) is movement enough for the next trim. */
+TEST(trim_ring_holding_messages) {
+    setup();
+    const size_t cap = (size_t)1 << 20;
+    gf_off r = mkring(cap, 0, 0);
+    static char msg[60000], buf[1 << 17];
+    gf_msg m;
+    for (int i = 0; i < 37; i++) { /* every page touched; the write position ends mid-area */
+        fill(msg, sizeof msg, (uint64_t)i);
+        ASSERT_OK(gf_ring_put(A, r, msg, sizeof msg, 0));
+        ASSERT_EQ(gf_ring_get(A, r, &m, buf, sizeof buf, 0), 1);
+        gf_msg_release(A, &m);
+    }
+    const int held = 6; /* ~360 KB queued, wrapping round the end of the data area */
+    for (int i = 0; i < held; i++) {
+        fill(msg, sizeof msg, (uint64_t)i + 1000);
+        ASSERT_OK(gf_ring_put(A, r, msg, sizeof msg, 0));
+    }
+    uint64_t before = backing();
+    ASSERT_EQ(gf_ring_trim(A, r), 1);
+    uint64_t after = backing();
+    fprintf(stderr, "# holding %d messages: backing %llu -> %llu bytes\n", held,
+            (unsigned long long)before, (unsigned long long)after);
+    /* what the messages do not occupy, less a page at either end */
+    ASSERT(before - after >= cap - (uint64_t)held * (sizeof msg + 8) - 2 * 4096 - cap / 20);
+    ASSERT(before - after <= cap - (uint64_t)held * sizeof msg);
+    ASSERT_EQ(gf_ring_trim(A, r), 0); /* nothing moved since */
+    ASSERT_EQ(gf_ring_get(A, r, &m, buf, sizeof buf, 0), 1);
+    ASSERT(m.len == sizeof msg && check(m.data, m.len, 1000));
+    gf_msg_release(A, &m);
+    ASSERT_EQ(gf_ring_trim(A, r), 1); /* the get moved the read position */
+    for (int i = 1; i < held; i++) {
+        ASSERT_EQ(gf_ring_get(A, r, &m, buf, sizeof buf, 0), 1);
+        ASSERT(m.len == sizeof msg && check(m.data, m.len, (uint64_t)i + 1000));
+        gf_msg_release(A, &m);
+    }
+    /* a ring full for this size: only the space too small for one more message can go, and
+     * every message comes out intact */
+    size_t n = 0;
+    for (;; n++) {
+        fill(msg, sizeof msg, (uint64_t)n + 2000);
+        if (gf_ring_put(A, r, msg, sizeof msg, 0) != 0) break;
+    }
+    ASSERT(n >= cap / (sizeof msg + 8) - 1);
+    before = backing();
+    (void)gf_ring_trim(A, r);
+    after = backing();
+    ASSERT(before - after <= sizeof msg + 8);
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_EQ(gf_ring_get(A, r, &m, buf, sizeof buf, 0), 1);
+        ASSERT(m.len == sizeof msg && check(m.data, m.len, (uint64_t)i + 2000));
+        gf_msg_release(A, &m);
+    }
     gf_arena_detach(A);
 }
 

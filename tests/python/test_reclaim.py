@@ -46,14 +46,14 @@ def make_array(i):
     return os.getpid(), i, np.full(MiB, i % 251, dtype=np.uint8)
 
 
-def run_scenario(tasks, fn=make_result, report=None, strict=True, strict_2x=False):
+def run_scenario(tasks, fn=make_result, report=None, strict=True):
     """Run the scenario; returns its figures (bytes): b100 (the highest backing during the
-    first 100 tasks: the live results in flight swing 2x from one moment to the next, so
-    the value at one instant is no reference), b100_instant (the backing right after task
-    100) and over2x_instant (tasks after which the backing exceeded twice that), peak, end,
-    in_use0 / in_use_end (with the pool, before and after), and counts. Without `strict`
-    the end target is measured but not asserted; the 2x target is asserted with strict_2x
-    only: it is missed in about 1 run of 6 (see test_killed_workers_release_their_memory)."""
+    first 100 tasks: the live results in flight swing from 1 to 8 from one moment to the
+    next, so the value at one instant is no reference) and over2x (tasks after which the
+    backing exceeded twice that), b100_instant (the backing right after task 100) and
+    over2x_instant (the same against it: reported, not asserted), peak, end, in_use0 /
+    in_use_end (with the pool, before and after), and counts. Without `strict` the two
+    backing targets (2x, and 30% at the end) are measured but not asserted."""
     seen = {}
     peak = b100 = b100_instant = over2x = over2x_instant = 0
     kills = 0
@@ -86,7 +86,6 @@ def run_scenario(tasks, fn=make_result, report=None, strict=True, strict_2x=Fals
                 b100_instant = b
             elif b > 2 * b100:
                 over2x += 1
-                assert not strict_2x, f"backing {b} > 2 x {b100} after {done} tasks"
             if done > KILL_EVERY and b > 2 * b100_instant:
                 over2x_instant += 1
         # every result has been dropped; freed memory past the warm delay goes back to the
@@ -119,6 +118,7 @@ def run_scenario(tasks, fn=make_result, report=None, strict=True, strict_2x=Fals
     # what the killed workers held came back: no block of theirs is left
     assert figures["dead_blocks"] == 0, figures
     assert st["in_use"] - in_use0 < MiB, figures
+    assert figures["over2x"] == 0 or not strict, figures
     assert end < 0.3 * peak or not strict, figures
     return figures
 
@@ -144,12 +144,14 @@ def run_in_fresh_process(fn_name, strict, **extra_env):
 
 @pytest.mark.timeout(600)
 def test_killed_workers_release_their_memory():
-    """The issue's scenario with bytes results. Asserted: nothing lost or twice, the killed
-    workers' blocks come back (in_use returns to the pool's own), the backing ends under 30%
-    of its peak. Measured, not asserted: the backing against twice its value after the first
-    100 tasks -- met in 5 of 6 runs of 10,000 tasks (peaks 14.2-19.3 MB against 2 x 8.5-11.7
-    MB); the miss (19.2 MB > 2 x 9.6 MB) is not a leak but the results in flight, which swing
-    from 3 to 16 MiB between moments, plus the blocks freed within the warm delay."""
+    """The issue's scenario with bytes results (pickled inline: each result's message is an
+    arena block). Asserted: nothing lost or twice, the killed workers' blocks come back
+    (in_use returns to the pool's own), the backing never above twice its value during the
+    first 100 tasks, and under 30% of its peak at the end. The 2x target used to be missed in
+    about half the runs (peaks 16-19 MB against 2 x 8.5 MB): the blocks of a batch of results
+    already collected stayed allocated until the consumer collected again (up to 15 results in
+    the arena with 8 in flight), and the rings kept every page their records had touched;
+    both go now (gf_pool_results_done, and the pool trims its rings once a second)."""
     f = run_in_fresh_process("make_result", True)
     print("over 2x after task 100:", f["over2x"], "of", f["tasks"] - KILL_EVERY, "tasks")
 
@@ -169,7 +171,8 @@ def test_killed_workers_release_their_memory_numpy():
     wraps zero-copy), and the same assertions. The end target used to be missed here (~38% of
     the peak): not by leaks but by the pool's rings, which carry small inline records in this
     scenario and whose pages, all touched over the run, stayed backed while the pool lived
-    (~7.7 MiB); an idle pool now hands its empty rings' pages back (gf_ring_trim).
+    (~7.7 MiB); once a second a pool now hands back the pages of its rings that hold no record
+    (gf_ring_trim), busy or idle, which also stopped the peak from creeping up over the run.
 
     The workers' arrays are made on the heap here (GILFREE_NUMPY_ARENA=0): each result is
     copied into an out-of-band arena block. The default, arrays made in the arena by NumPy's
@@ -222,3 +225,22 @@ def test_unread_queue_messages_free_their_buffers():
     del q
     gc.collect()
     assert live_blocks() == before
+
+
+@pytest.mark.timeout(60)
+def test_a_collected_result_leaves_the_arena_at_once():
+    """A large result (here a 1 MiB bytes pickled inline: its message is an arena block) is
+    copied out when it is collected, and its block is freed then -- not at the next collection,
+    which a program that waits on one result at a time makes only when it waits again (the
+    blocks of a whole batch of collected results stayed in the arena meanwhile: twice the
+    results in flight in the issue's scenario)."""
+    with Pool(2) as pool:
+        pool.apply(abs, (1,))
+        base = _core.arena_stats()["in_use"]
+        for i in range(3):
+            rs = [pool.apply_async(make_result, (i * 8 + k,)) for k in range(8)]
+            got = [r.get(timeout=30) for r in rs]
+            assert [g[1] for g in got] == list(range(i * 8, i * 8 + 8))
+            # every result was collected (all 8 delivered): nothing of theirs is left
+            assert _core.arena_stats()["in_use"] - base < MiB, _core.arena_stats()
+            del got, rs
