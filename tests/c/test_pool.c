@@ -281,7 +281,7 @@ TEST(results_done_frees_result_blocks) {
     for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(i * 13);
     req h = {OP_ECHO, 0, MAXRUN};
     memcpy(buf, &h, sizeof h);
-    gf_arena_stats st0, st1, st2;
+    gf_arena_stats st0 = {0}, st1, st2;
     for (int k = 0; k < 3; k++) {
         struct iovec v = {buf, len};
         uint64_t id = 0;
