@@ -156,16 +156,7 @@ def test_killed_workers_release_their_memory():
     print("over 2x after task 100:", f["over2x"], "of", f["tasks"] - KILL_EVERY, "tasks")
 
 
-ASAN_WINDOW = pytest.mark.xfail(
-    bool(os.environ.get("GILFREE_ASAN")), strict=False, raises=AssertionError,
-    reason="KNOWN (issue 12, open): under ASan (slower, wider windows) one 1 MiB block of a "
-    "killed worker is left in about 1 of 4 runs of a NumPy scenario (in_use ends 1 MiB above "
-    "the pool's own, after 10 s of supervision); 0 in the plain runs (every CI run, a 4 x 300 "
-    "kill stress). Asserted strictly in the plain pass.")
-
-
 @pytest.mark.timeout(600)
-@ASAN_WINDOW
 def test_killed_workers_release_their_memory_numpy():
     """The same with numpy arrays (out-of-band buffers, each an arena block the parent's array
     wraps zero-copy), and the same assertions. The end target used to be missed here (~38% of
@@ -176,13 +167,14 @@ def test_killed_workers_release_their_memory_numpy():
 
     The workers' arrays are made on the heap here (GILFREE_NUMPY_ARENA=0): each result is
     copied into an out-of-band arena block. The default, arrays made in the arena by NumPy's
-    memory handler, is the next test."""
+    memory handler, is the next test. Both are strict under ASan too: the ASan-only residual
+    of stop 16 (one block of a killed worker left in about 1 of 4 ASan runs) was not seen in
+    any ASan run after the stop-17 fixes of the NumPy arena's windows."""
     pytest.importorskip("numpy")
     run_in_fresh_process("make_array", True, GILFREE_NUMPY_ARENA="0")
 
 
 @pytest.mark.timeout(600)
-@ASAN_WINDOW
 def test_killed_workers_release_their_memory_numpy_arena():
     """The numpy scenario with the default: the workers' result arrays are made in the arena
     (src/ext/npalloc.c) and travel by reference. The same assertions as above: no block of a
