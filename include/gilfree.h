@@ -436,12 +436,14 @@ GF_EXTERN void gf_msg_release(gf_arena *a, gf_msg *msg);
 GF_EXTERN gf_off gf_msg_keep(gf_arena *a, gf_msg *msg);
 
 /* Hand back to the kernel the data pages of a ring that hold no message: if neither its
- * producers' nor its consumers' lock is held (neither is waited for) and something was put or
- * taken since the last trim, the whole pages between the write position and the read position
- * (the whole data area of an empty ring) are punched out of the arena's memfd; the next records
- * fault them in again. Meant to be called now and then (the pool does, once a second): a ring
- * that went round keeps only the pages of the messages it holds. Result 1 (trimmed), 0 (busy,
- * full, or nothing moved since the last trim). Fails: GF_EINVAL. */
+ * producers' nor its consumers' lock is held (neither is waited for), the whole pages between
+ * the write position and the read position are punched out of the arena's memfd (the next
+ * records fault them in again) -- of a ring that moved since the last trim, only the 1 MiB
+ * just behind the read position (bounding the time both locks are held); of one that stood
+ * still since then, all of them (the whole data area of an empty ring). Meant to be called now
+ * and then (the pool does, once a second): a ring that went round keeps about the pages of the
+ * messages it holds. Result 1 (trimmed), 0 (busy, full, or nothing left to punch). Fails:
+ * GF_EINVAL. */
 GF_EXTERN int gf_ring_trim(gf_arena *a, gf_off ring);
 
 /* Put several messages at once (one lock round trip); waits for space as gf_ring_putv.

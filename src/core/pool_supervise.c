@@ -87,7 +87,7 @@ static void gf__on_death(gf_pool *p, uint32_t i) {
  * the mailboxes that hold no record go back to the kernel (gf_ring_trim skips a ring that did
  * not move). A ring goes round and touches every page of its data area in time (~7 MiB with
  * the extension's sizes, a small record at a time); trimmed, it keeps about what a second of
- * traffic touched. A busy ring pays one page fault per page per lap and second. */
+ * traffic touched. A busy ring gives (and faults in again) at most 1 MiB per second. */
 #define GF__POOL_TRIM_NS 1000000000LL
 static void gf__pool_trim_rings(gf_pool *p, int64_t now) {
     if (now - p->trimmed_at < GF__POOL_TRIM_NS) return;

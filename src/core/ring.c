@@ -285,8 +285,13 @@ static void gf__punch_data(gf_arena *a, gf_off ring, const gf__ring *r, uint64_t
     if (len > first) gf__arena_punch(a, d, len - first);
 }
 
+/* Of a moving ring, one trim punches at most this much: the free bytes just behind the read
+ * position (the last to be written again). It bounds how long the trim holds both locks
+ * (~0.2 ms per MiB punched here) and what a ring that laps every second faults in again. */
+#define GF__RING_TRIM_BUSY ((uint64_t)1 << 20)
+
 /* Hand the data pages that hold no record back to the kernel (see gilfree.h). Result 1
- * (punched), 0 (a lock held, full, or nothing moved since the last trim). Fails: GF_EINVAL. */
+ * (punched), 0 (a lock held, full, or nothing left to punch). Fails: GF_EINVAL. */
 int gf_ring_trim(gf_arena *a, gf_off ring) {
     if (!a || !ring) return GF_EINVAL;
     gf__ring *r = gf__ring_ptr(a, ring);
@@ -294,7 +299,8 @@ int gf_ring_trim(gf_arena *a, gf_off ring) {
     uint64_t t = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
     uint64_t h = atomic_load_explicit(GF_A64(&r->head), memory_order_relaxed);
     if (t == atomic_load_explicit(GF_A64(&r->trim_tail), memory_order_relaxed) &&
-        h == atomic_load_explicit(GF_A64(&r->trim_head), memory_order_relaxed))
+        h == atomic_load_explicit(GF_A64(&r->trim_head), memory_order_relaxed) &&
+        !atomic_load_explicit(GF_A32(&r->trim_partial), memory_order_relaxed))
         return 0;
     int rc = gf_mutex_lock(a, &r->pmutex, 0); /* deadline 0: never waits */
     if (rc < 0 && rc != GF_EOWNERDEAD) return 0;
@@ -305,19 +311,25 @@ int gf_ring_trim(gf_arena *a, gf_off ring) {
         gf_mutex_unlock(a, &r->pmutex);
         return 0;
     }
-    /* relaxed: each word is written only under the lock we hold. */
+    /* relaxed: each word is written only under the lock we hold (the trim words under both). */
     t = atomic_load_explicit(GF_A64(&r->tail), memory_order_relaxed);
     h = atomic_load_explicit(GF_A64(&r->head), memory_order_relaxed);
-    uint64_t used = (gf__pos(r, t) - gf__pos(r, h)) & gf__pmask(r);
-    int done = used < r->cap;
+    uint64_t used = (gf__pos(r, t) - gf__pos(r, h)) & gf__pmask(r), free = r->cap - used;
+    int moved = t != r->trim_tail || h != r->trim_head;
+    int done = free > 0 && (moved || r->trim_partial);
     if (done) {
         /* No put or get can run: the bytes from the write position up to the read position
          * (all of them when empty) hold no record -- garbage, and a record is always written
          * before it is read (zeros are fine). Only whole pages go: the partial pages at
-         * either end may hold the records next to them. */
-        gf__punch_data(a, ring, r, gf__pos(r, t) & (r->cap - 1), r->cap - used);
+         * either end may hold the records next to them. A ring that moved since the last
+         * trim gives the GF__RING_TRIM_BUSY bytes behind its read position; one that stood
+         * still since then, all its free bytes. */
+        uint64_t len = moved && free > GF__RING_TRIM_BUSY ? GF__RING_TRIM_BUSY : free;
+        uint64_t hi = gf__pos(r, h) & (r->cap - 1);
+        gf__punch_data(a, ring, r, (hi + r->cap - len) & (r->cap - 1), len);
         atomic_store_explicit(GF_A64(&r->trim_tail), t, memory_order_relaxed);
         atomic_store_explicit(GF_A64(&r->trim_head), h, memory_order_relaxed);
+        atomic_store_explicit(GF_A32(&r->trim_partial), len < free, memory_order_relaxed);
     }
     gf_mutex_unlock(a, &r->cmutex);
     gf_mutex_unlock(a, &r->pmutex);

@@ -56,6 +56,7 @@ typedef struct gf__ring {
     uint64_t nonce;                  /* distinguishes rings created at the same address */
     uint64_t trim_tail;              /* `tail` and `head` when gf_ring_trim last punched */
     uint64_t trim_head;
+    uint32_t trim_partial;           /* 1: that trim left free pages (the ring was moving) */
     GF_ALIGNED(64) unsigned char data[];
 } gf__ring;
 
