@@ -84,8 +84,8 @@ static void gf__on_death(gf_pool *p, uint32_t i) {
 }
 
 /* The pool's rings: at most once per GF__POOL_TRIM_NS, the pages of the result ring and of
- * the mailboxes that hold no record go back to the kernel (gf_ring_trim skips a ring that did
- * not move). A ring goes round and touches every page of its data area in time (~7 MiB with
+ * the mailboxes that hold no record go back to the kernel (gf_ring_trim skips a ring with
+ * nothing left to punch). A ring goes round and touches every page of its data area in time (~7 MiB with
  * the extension's sizes, a small record at a time); trimmed, it keeps about what a second of
  * traffic touched. A busy ring gives (and faults in again) at most 1 MiB per second. */
 #define GF__POOL_TRIM_NS 1000000000LL

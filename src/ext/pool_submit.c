@@ -304,7 +304,8 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
         PyObject *t = Py_BuildValue("(KiiNK)", (unsigned long long)res[i].id, status,
                                     res[i].worker, v, (unsigned long long)res[i].elapsed_ns);
         if (!t) {
-            gf_pool_results_done(self->pool);
+            Py_BEGIN_ALLOW_THREADS gf_pool_results_done(self->pool);
+            Py_END_ALLOW_THREADS
             Py_DECREF(lst);
             return NULL;
         }
@@ -312,8 +313,10 @@ PyObject *gf__pool_results(PyObject *op, PyObject *args, PyObject *kw) {
     }
     /* Every payload was decoded into new objects (or copied into `into`): free the blocks of
      * large results now, not when this thread next collects -- a waiter collects only when
-     * it waits again, and until then a whole batch of decoded results kept its blocks. */
-    gf_pool_results_done(self->pool);
+     * it waits again, and until then a whole batch of decoded results kept its blocks. Without
+     * the GIL: it takes the pool's lock, and a free may punch pages (under the allocator's). */
+    Py_BEGIN_ALLOW_THREADS gf_pool_results_done(self->pool);
+    Py_END_ALLOW_THREADS
     return lst;
 }
 

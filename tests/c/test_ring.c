@@ -991,7 +991,8 @@ TEST(trim_idle_ring) {
 
 /* gf_ring_trim on a ring that holds messages: the pages outside them go (a busy ring keeps
  * only what it holds), the messages come out intact, those wrapped round the end included;
- * a full ring has nothing to give; a get alone (no put) is movement enough for the next trim. */
+ * a get alone (no put) is movement enough for the next trim; a ring full for its message size
+ * gives at most the gap too small for one more. */
 TEST(trim_ring_holding_messages) {
     setup();
     const size_t cap = (size_t)1 << 20;
